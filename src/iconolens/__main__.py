@@ -1,0 +1,3 @@
+from iconolens.cli import main
+
+main()

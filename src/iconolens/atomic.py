@@ -1,0 +1,42 @@
+"""Atomic file writes: a temporary file in the same folder, then a rename.
+
+A reader (or a resumed run) sees either the old file or the whole new one, never half of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+
+def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write`` on a temporary binary file next to ``path`` and move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes_atomically(path: str | Path, data: bytes) -> Path:
+    return write_atomically(path, lambda handle: handle.write(data))
+
+
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    return write_bytes_atomically(path, text.encode("utf-8"))
+
+
+def write_json_atomically(path: str | Path, obj: Any) -> Path:
+    return write_text_atomically(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
