@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import numpy as np
 import pytest
 
-PEOPLEART = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "peopleart"
+# People-Art lives beside the repository (never inside it); ICONOLENS_PEOPLEART points elsewhere.
+PEOPLEART = Path(
+    os.environ.get("ICONOLENS_PEOPLEART")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "peopleart"
+)
 
 
 @pytest.fixture

@@ -1,0 +1,109 @@
+"""A single HTML page that gathers a run's results: tables from CSV files and every figure, grouped by stage.
+
+It only reads what the stages wrote, so it can be rebuilt at any time and never changes a result.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+from pathlib import Path
+
+from iconolens.atomic import write_text_atomically
+from iconolens.run import RunDirectory
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }
+h1 { font-weight: 600; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2rem; margin-top: 2.5rem; }
+table { border-collapse: collapse; margin: .5rem 0 1.5rem; font-size: .9rem; }
+th, td { border: 1px solid #ccc; padding: .25rem .6rem; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+figure { display: inline-block; margin: .4rem; vertical-align: top; }
+figure img { max-width: 360px; border: 1px solid #ddd; }
+figcaption { font-size: .8rem; color: #555; max-width: 360px; word-break: break-all; }
+"""
+
+MAX_TABLE_ROWS = 60
+
+
+def _number(text: str) -> str:
+    try:
+        value = float(text)
+    except ValueError:
+        return html.escape(text)
+    if value.is_integer() and abs(value) < 1e12 and "." not in text:
+        return str(int(value))
+    return f"{value:.3f}"
+
+
+def csv_to_html(path: Path) -> str:
+    """An HTML table of a CSV file (first rows only for long files)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return "<p>(empty table)</p>"
+    header, body = rows[0], rows[1:]
+    shown = body[:MAX_TABLE_ROWS]
+    parts = ["<table><tr>", *(f"<th>{html.escape(h)}</th>" for h in header), "</tr>"]
+    for row in shown:
+        parts.append("<tr>" + "".join(f"<td>{_number(cell)}</td>" for cell in row) + "</tr>")
+    parts.append("</table>")
+    if len(body) > len(shown):
+        parts.append(f"<p>{len(body) - len(shown)} more rows in {html.escape(path.name)}</p>")
+    return "".join(parts)
+
+
+def _figures(paths: list[Path], base: Path) -> str:
+    items = []
+    for path in paths:
+        rel = html.escape(os.path.relpath(path, base))
+        items.append(f'<figure><a href="{rel}"><img src="{rel}" loading="lazy"></a>'
+                     f"<figcaption>{html.escape(path.stem)}</figcaption></figure>")
+    return "\n".join(items)
+
+
+def _section(title: str, folder: Path, base: Path) -> str:
+    if not folder.is_dir():
+        return ""
+    tables = sorted(folder.rglob("*.csv"))
+    images = sorted(folder.rglob("*.png"))
+    if not tables and not images:
+        return ""
+    parts = [f"<h2>{html.escape(title)}</h2>"]
+    for table in tables:
+        parts.append(f"<h3>{html.escape(os.path.relpath(table, base))}</h3>{csv_to_html(table)}")
+    if images:
+        parts.append(_figures(images, base))
+    return "\n".join(parts)
+
+
+def _model_summary(run: RunDirectory) -> str:
+    meta_path = run.model_dir / "meta.json"
+    if not meta_path.exists():
+        return ""
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    rows = [("backbone", meta.get("backbone")), ("mode", meta.get("mode")), ("task", meta.get("task")),
+            ("input size", meta.get("input_size")), ("classes", ", ".join(meta.get("classes", [])))]
+    cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    return f"<h2>Model</h2><table>{cells}</table>"
+
+
+def write_run_report(run_root: str | Path, title: str = "iconolens report") -> Path:
+    """Write ``RUN/report/index.html`` linking the run's tables and figures; returns its path."""
+    run = RunDirectory(run_root)
+    report = run.report_dir
+    report.mkdir(parents=True, exist_ok=True)
+    sections = [
+        _model_summary(run),
+        _section("Classifier", run.model_dir, report),
+        _section("Explanation metrics", run.metrics_dir, report),
+        _section("Boxes from maps", run.boxes_dir, report),
+        _section("Figures", report, report),
+    ]
+    body = "\n".join(s for s in sections if s) or "<p>This run has no results yet.</p>"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"<p>Run directory: <code>{html.escape(str(run.root.resolve()))}</code></p>{body}</body></html>\n")
+    return write_text_atomically(report / "index.html", page)

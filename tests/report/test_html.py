@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from PIL import Image
+
+from iconolens.report.html import MAX_TABLE_ROWS, write_run_report
+
+
+def test_report_links_every_figure_and_renders_tables(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "metrics").mkdir(parents=True)
+    (run / "metrics" / "summary.csv").write_text("method,global_iou\ncam,0.5\ngradcam,0.25\n", encoding="utf-8")
+    (run / "report" / "curves").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(run / "report" / "curves" / "global_iou.png")
+    Image.new("RGB", (4, 4)).save(run / "metrics" / "hist.png")
+
+    page = write_run_report(run)
+    text = page.read_text(encoding="utf-8")
+
+    assert page == run / "report" / "index.html"
+    assert "<td>cam</td><td>0.500</td>" in text and "<td>gradcam</td><td>0.250</td>" in text
+    sources = re.findall(r'<img src="([^"]+)"', text)
+    assert len(sources) == 2
+    for source in sources:
+        assert (page.parent / source).resolve().is_file()
+
+
+def test_long_tables_are_cut_and_say_how_much_is_left(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "metrics").mkdir(parents=True)
+    rows = "\n".join(f"c{i},{i}" for i in range(MAX_TABLE_ROWS + 7))
+    (run / "metrics" / "long.csv").write_text("class,value\n" + rows + "\n", encoding="utf-8")
+    text = write_run_report(run).read_text(encoding="utf-8")
+    assert text.count("<tr>") == MAX_TABLE_ROWS + 1
+    assert "7 more rows in long.csv" in text
+
+
+def test_empty_run_gives_a_page_that_says_so(tmp_path: Path) -> None:
+    text = write_run_report(tmp_path / "empty").read_text(encoding="utf-8")
+    assert "no results yet" in text
