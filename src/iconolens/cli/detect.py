@@ -1,7 +1,268 @@
-"""Commands of the `iconolens` program (filled in by its area)."""
+"""`iconolens detect train|eval|explain`: detectors in paintings and their D-RISE explanations."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Optional
 
 import typer
+from rich.console import Console
+
+from iconolens.errors import BadInputError
+
+console = Console(highlight=False, soft_wrap=True)
+detect_app = typer.Typer(
+    help="Object detectors in paintings: train Faster R-CNN on boxes (expert or derived from saliency maps), "
+    "score it with COCO AP, and explain its detections with D-RISE.",
+    no_args_is_help=True,
+)
+
+COCO_HELP = "COCO JSON collection (expert boxes, or the pseudo-ground-truth file `iconolens boxes` writes)."
+COLLECTION_HELP = "Collection folder or file in any format iconolens reads (VOC/People-Art tree, COCO, ...)."
+RUN_HELP = "Run folder whose dataset.json holds the collection and its splits."
+
+
+def _dataset(coco: Optional[Path], collection: Optional[Path], run: Optional[Path], split: Optional[str]):
+    given = [x for x in (coco, collection, run) if x is not None]
+    if len(given) != 1:
+        raise BadInputError("give exactly one of --coco, --collection or --run")
+    if coco is not None:
+        from iconolens.data.coco import read_coco
+
+        dataset = read_coco(coco)
+    elif collection is not None:
+        from iconolens.data.collections import load_collection
+
+        dataset = load_collection(collection)
+    else:
+        from iconolens.data.dataset_json import load_dataset_json
+        from iconolens.run import RunDirectory
+
+        path = RunDirectory(run).dataset_json
+        if not path.is_file():
+            raise BadInputError("no dataset.json in the run folder", run)
+        dataset = load_dataset_json(path)
+    if split is not None:
+        if not any(s.split == split for s in dataset.samples):
+            raise BadInputError(f"the collection has no images in the {split!r} split", given[0])
+        dataset = dataset.subset(split)
+    return dataset, given[0]
+
+
+def _detector(model: Optional[Path], mtcnn: bool, min_score: float):
+    """The detector and the (min_size, max_size) its images are shrunk to."""
+    if (model is None) == (not mtcnn):
+        raise BadInputError("give either --model DIR (a trained Faster R-CNN) or --mtcnn (the face detector)")
+    if mtcnn:
+        from iconolens.detect.mtcnn import MTCNNDetector
+
+        return MTCNNDetector(min_score=min_score), None
+    from iconolens.detect.checkpoint import load_detector
+
+    detector, meta = load_detector(model, min_score=min_score)
+    return detector, (meta.min_size, meta.max_size)
+
+
+def train(
+    out: Path = typer.Option(..., "--out", help="Folder to write the detector to (weights.pt + detector.json)."),
+    coco: Optional[Path] = typer.Option(None, "--coco", help=COCO_HELP),
+    collection: Optional[Path] = typer.Option(None, "--collection", help=COLLECTION_HELP),
+    run: Optional[Path] = typer.Option(None, "--run", help=RUN_HELP),
+    split: Optional[str] = typer.Option(None, "--split", help="Train only on this split (e.g. train); default all images."),
+    boxes: Optional[Path] = typer.Option(
+        None, "--boxes", help="COCO detections JSON (e.g. from `iconolens boxes`) replacing the collection's boxes."
+    ),
+    min_box_score: float = typer.Option(0.0, "--min-box-score", help="Ignore --boxes entries scoring below this."),
+    level: str = typer.Option("figure", "--level", help="Which boxes to detect: figure or attribute."),
+    iterations: int = typer.Option(500, "--iterations", min=1, help="Optimisation steps."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per step."),
+    learning_rate: float = typer.Option(0.01, "--lr", help="SGD learning rate after warm-up."),
+    min_size: int = typer.Option(320, "--min-size", min=32, help="Shorter image side seen by the detector, in pixels."),
+    max_size: int = typer.Option(512, "--max-size", min=32, help="Longest image side seen by the detector, in pixels."),
+    frozen_blocks: int = typer.Option(4, "--frozen-blocks", min=0, help="Early MobileNetV2 blocks kept frozen."),
+    weights: Optional[Path] = typer.Option(
+        None, "--weights", help="MobileNetV2 ImageNet state dict (default: the file shipped in a package)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of initialisation, image order and flips."),
+    threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
+) -> None:
+    """Train a Faster R-CNN (MobileNetV2, ImageNet-pretrained) on expert or pseudo boxes."""
+    import torch
+
+    from iconolens.detect.checkpoint import save_detector
+    from iconolens.detect.training import read_coco_detections, train_detector, with_pseudo_boxes
+
+    torch.set_num_threads(threads)
+    if level not in ("figure", "attribute"):
+        raise BadInputError(f"--level must be figure or attribute, not {level!r}")
+    dataset, _ = _dataset(coco, collection, run, split)
+    if boxes is not None:
+        dataset = with_pseudo_boxes(dataset, read_coco_detections(boxes), boxes, min_box_score)
+    model, meta = train_detector(
+        dataset, iterations=iterations, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+        min_size=min_size, max_size=max_size, backbone_weights=weights if weights is not None else True,
+        frozen_blocks=frozen_blocks, level=level,
+    )
+    save_detector(out, model, meta)
+    console.print(f"detector for {', '.join(meta.classes)} trained on {meta.metrics['images']} images: {out}")
+
+
+def evaluate(
+    model: Optional[Path] = typer.Option(None, "--model", help="Detector folder written by `iconolens detect train`."),
+    mtcnn: bool = typer.Option(False, "--mtcnn", help="Use the pretrained MTCNN face detector instead (class 'face')."),
+    coco: Optional[Path] = typer.Option(None, "--coco", help=COCO_HELP),
+    collection: Optional[Path] = typer.Option(None, "--collection", help=COLLECTION_HELP),
+    run: Optional[Path] = typer.Option(None, "--run", help=RUN_HELP),
+    split: Optional[str] = typer.Option(None, "--split", help="Evaluate only this split (e.g. val)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="JSON file for the scores and detections."),
+    failures: Optional[Path] = typer.Option(
+        None, "--failures", help="Folder for a report of false positives and missed objects with D-RISE maps."
+    ),
+    failure_score: float = typer.Option(0.5, "--failure-score", help="Detections scoring at least this count as claims."),
+    max_failure_images: Optional[int] = typer.Option(None, "--max-failure-images", min=1, help="Explain failures in at most this many images."),
+    masks: int = typer.Option(1000, "--masks", min=1, help="D-RISE masks per image of the failure report."),
+    size: int = typer.Option(320, "--size", min=32, help="Longest image side for the MTCNN detector."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the D-RISE masks."),
+    threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
+) -> None:
+    """Score a detector with COCO AP at IoU 0.5 and 0.5:0.95 (pycocotools)."""
+    import torch
+
+    from iconolens.atomic import write_json_atomically
+    from iconolens.detect.evaluation import evaluate_detector
+    from iconolens.detect.failures import failure_report
+
+    torch.set_num_threads(threads)
+    detector, sizes = _detector(model, mtcnn, 0.0)
+    min_size, max_size = sizes if sizes is not None else (size, size)
+    dataset, _ = _dataset(coco, collection, run, split)
+    scores, predictions = evaluate_detector(detector, dataset, min_size=min_size, max_size=max_size)
+    summary = scores.to_json()
+    console.print(f"AP@0.5 {summary['AP50']}   AP@0.5:0.95 {summary['AP50:95']}   ({scores.images} images)")
+    if out is not None:
+        write_json_atomically(out, {
+            "scores": summary,
+            "detections": {s.id: [[*d.xyxy, d.label, d.score] for d in found]
+                           for s, found in zip(dataset.samples, predictions)},
+        })
+    if failures is not None:
+        items = failure_report(detector, dataset, predictions, failures, min_score=failure_score, min_size=min_size,
+                               max_size=max_size, n_masks=masks, seed=seed, max_images=max_failure_images)
+        console.print(f"{len(items)} false positives and missed objects explained: {failures / 'failures.html'}")
+
+
+def _parse_box(text: str) -> tuple[list[float], str]:
+    try:
+        coords, label = text.split(":", 1)
+        values = [float(v) for v in coords.split(",")]
+    except ValueError:
+        values, label = [], ""
+    if len(values) != 4 or not label:
+        raise BadInputError(f"--box must look like x0,y0,x1,y1:label, not {text!r}")
+    return values, label
+
+
+def explain(
+    images: list[Path] = typer.Argument(..., help="Image files to explain."),
+    out: Path = typer.Option(..., "--out", help="Folder for maps (maps.npy), overlays (PNG) and explanation.json."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Detector folder written by `iconolens detect train`."),
+    mtcnn: bool = typer.Option(False, "--mtcnn", help="Explain the pretrained MTCNN face detector instead."),
+    min_score: float = typer.Option(0.5, "--min-score", help="Explain detections scoring at least this."),
+    box: list[str] = typer.Option(
+        [], "--box", help="Explain this box instead of the detections, as x0,y0,x1,y1:label in original pixels "
+        "(repeatable; e.g. a missed object)."
+    ),
+    masks: int = typer.Option(5000, "--masks", min=1, help="Most D-RISE masks per image (N)."),
+    grid: int = typer.Option(16, "--grid", min=1, help="Mask grid cells per side (s)."),
+    keep: float = typer.Option(0.5, "--keep", min=0.01, max=1.0, help="Probability a grid cell is kept (p)."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Masked images per detector call."),
+    tolerance: Optional[float] = typer.Option(
+        None, "--tolerance", help="Stop once the maps change by less than this (relative) over a window of masks."
+    ),
+    window: int = typer.Option(250, "--window", min=1, help="Masks between two checks of the stopping rule."),
+    faithfulness_steps: int = typer.Option(
+        0, "--faithfulness-steps", min=0, help="Also compute deletion/insertion curves with this many steps (0: no)."
+    ),
+    size: int = typer.Option(320, "--size", min=32, help="Longest image side for the MTCNN detector."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the masks: the same seed gives the same maps."),
+    threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
+) -> None:
+    """Explain every detection (or given boxes) of each image with D-RISE, all targets in one pass over the masks."""
+    import numpy as np
+    import torch
+
+    from iconolens.atomic import write_bytes_atomically, write_json_atomically
+    from iconolens.data.images import load_image
+    from iconolens.detect.detections import targets_from_boxes
+    from iconolens.detect.evaluation import image_tensor
+    from iconolens.detect.failures import overlay_png
+    from iconolens.detect.measures import average_saliency, detection_perturbation_curves, pointing_game
+    from iconolens.explain.drise import drise
+
+    torch.set_num_threads(threads)
+    detector, sizes = _detector(model, mtcnn, min_score)
+    min_size, max_size = sizes if sizes is not None else (size, size)
+    given = [_parse_box(text) for text in box]
+    index = {c: i for i, c in enumerate(detector.classes)}
+    for _, label in given:
+        if label not in index:
+            raise BadInputError(f"--box label {label!r} is not a class of the detector ({', '.join(detector.classes)})")
+    crops, crop_boxes = [], []
+    for path in images:
+        image = load_image(path)
+        pixels, scale = image_tensor(image, min_size, max_size)
+        targets = None
+        if given:
+            targets = targets_from_boxes([[v * scale for v in b] for b, _ in given], [index[l] for _, l in given],
+                                         len(detector.classes))
+        result = drise(detector, pixels, targets, n_masks=masks, grid=grid, keep=keep, batch_size=batch_size,
+                       seed=seed, tolerance=tolerance, window=window)
+        folder = out / path.stem
+        buffer = io.BytesIO()
+        np.save(buffer, result.maps.numpy().astype(np.float16))
+        write_bytes_atomically(folder / "maps.npy", buffer.getvalue())
+        entries = []
+        for k in range(len(result.targets)):
+            target = result.targets.select([k])
+            working_box = target.boxes[0].tolist()
+            entry = {
+                "box": [v / scale for v in working_box],
+                "label": detector.classes[int(target.labels[0])],
+                "score": None if given else float(target.scores[0]),
+                "pointing_game": pointing_game(result.maps[k], working_box),
+                "overlay": f"target_{k}.png",
+            }
+            if faithfulness_steps:
+                curves = detection_perturbation_curves(detector, pixels, result.maps[k], target,
+                                                       steps=faithfulness_steps, batch_size=batch_size)
+                entry["deletion_auc"], entry["insertion_auc"] = curves.deletion_auc, curves.insertion_auc
+            write_bytes_atomically(folder / entry["overlay"], overlay_png(pixels, result.maps[k], working_box))
+            crops.append(result.maps[k].numpy())
+            crop_boxes.append(working_box)
+            entries.append(entry)
+        write_json_atomically(folder / "explanation.json", {
+            "image": str(path), "working_scale": scale, "map_size": list(pixels.shape[1:]),
+            "masks_used": result.masks_used, "converged": result.converged,
+            "masks_without_detections": result.masks_without_detections, "summary": result.summary(),
+            "targets": entries,
+        })
+        console.print(f"{path.name}: {result.summary()}")
+    if len(crops) > 1:
+        from PIL import Image
+
+        average = average_saliency(crops, crop_boxes)
+        picture = Image.fromarray((average * 255).round().astype(np.uint8)).resize((128, 128))
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        write_bytes_atomically(out / "average_saliency.png", buffer.getvalue())
+        write_json_atomically(out / "average_saliency.json", {"targets": len(crops), "map": average.tolist()})
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add `iconolens detect train|eval|explain`."""
+    detect_app.command("train", help="Train a Faster R-CNN on a collection's boxes or on pseudo boxes.")(train)
+    detect_app.command("eval", help="COCO AP@0.5 and AP@0.5:0.95 of a detector; optional failure report.")(evaluate)
+    detect_app.command("explain", help="D-RISE saliency maps for the detections of images.")(explain)
+    app.add_typer(detect_app, name="detect")

@@ -1,7 +1,242 @@
-"""Commands of the `iconolens` program (filled in by its area)."""
+"""``iconolens evaluate`` and ``iconolens boxes``: measure a run's saliency maps and derive boxes from them."""
+
+from __future__ import annotations
+
+import json
+import math
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from iconolens.data.records import Dataset
+from iconolens.errors import BadInputError
+from iconolens.run import RunDirectory
+
+stdout = Console(highlight=False)
+
+
+class LevelChoice(str, Enum):
+    figure = "figure"
+    attribute = "attribute"
+
+
+RUN_HELP = "Run directory (holds dataset.json and maps/<method>/ written by `iconolens explain`)."
+LEVEL_HELP = (
+    "Which expert boxes to compare with: 'figure' (whole figures, e.g. a saint or a person) or "
+    "'attribute' (iconographic symbols such as 'keys - Peter')."
+)
+SPLIT_HELP = "Use only the images of this split (train, val or test); all images with maps when omitted."
+
+
+def _dataset(run: RunDirectory, split: str | None) -> Dataset:
+    from iconolens.data.dataset_json import load_dataset_json
+
+    if not run.root.is_dir():
+        raise BadInputError("run directory does not exist", run.root)
+    if not run.dataset_json.is_file():
+        raise BadInputError("no dataset.json in the run directory; create the run with `iconolens data` first",
+                            run.root)
+    dataset = load_dataset_json(run.dataset_json)
+    if split is not None:
+        dataset = dataset.subset(split)
+        if not dataset.samples:
+            raise BadInputError(f"no image of the run's dataset is in split {split!r}", run.dataset_json)
+    return dataset
+
+
+def _stores(run: RunDirectory, methods: list[str] | None) -> dict[str, Any]:
+    from iconolens.explain.store import MapStore
+
+    if methods:
+        names = [m.strip() for item in methods for m in item.split(",") if m.strip()]
+        for name in names:
+            if not (run.maps_dir(name) / "meta.json").is_file():
+                raise BadInputError(f"no maps of method {name!r}; run `iconolens explain --method {name}` first",
+                                    run.maps_dir(name))
+    else:
+        names = sorted(p.parent.name for p in run.maps_root.glob("*/meta.json")) if run.maps_root.is_dir() else []
+        if not names:
+            raise BadInputError("no saliency maps in the run (maps/ is empty); run `iconolens explain` first",
+                                run.root)
+    stores = {name: MapStore(run.maps_dir(name)) for name in names}
+    for store in stores.values():
+        store.meta()  # a damaged meta.json is reported here, naming the file
+    return stores
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def evaluate_command(
+    run: Path = typer.Option(..., "--run", help=RUN_HELP),
+    methods: Optional[list[str]] = typer.Option(
+        None, "--methods", help="Methods to measure (repeat or comma-separate, e.g. cam,gradcam); default: all "
+        "methods with maps in the run."
+    ),
+    level: LevelChoice = typer.Option(LevelChoice.figure, "--level", help=LEVEL_HELP),
+    split: Optional[str] = typer.Option(None, "--split", help=SPLIT_HELP),
+    faithfulness_images: int = typer.Option(0, "--faithfulness-images", min=0, help=(
+        "Also compute deletion/insertion areas (Petsiuk et al. 2018) with the run's model on this many "
+        "images (0: skip; each image costs about 2 x (steps + 1) forward passes per method and label)."
+    )),
+    steps: int = typer.Option(50, "--steps", min=1, help="Deletion/insertion steps (pixels changed per step: 1/steps)."),
+    max_side: int = typer.Option(256, "--max-side", min=0, help=(
+        "Measure maps on a grid of at most this many pixels on the image's longer side, boxes scaled alike "
+        "(the metrics are area ratios, so only rounding changes); 0 measures on the full image."
+    )),
+) -> None:
+    """Measure saliency maps against expert boxes over thresholds 0.00..1.00: component IoU, global IoU,
+    box coverage, irrelevant attention. Writes RUN/metrics/ (JSON, CSV) and RUN/report/ (curves)."""
+    from iconolens.atomic import write_json_atomically
+    from iconolens.evaluate.localisation import evaluate_localisation
+    from iconolens.report.figures import localisation_curves_figures
+    from iconolens.report.tables import write_csv
+
+    rundir = RunDirectory(run)
+    dataset = _dataset(rundir, split)
+    stores = _stores(rundir, methods)
+    report = evaluate_localisation(dataset, stores, level=level.value, max_side=max_side or None)
+    stem = f"localisation_{level.value}" + (f"_{split}" if split else "")
+    json_path = write_json_atomically(rundir.metrics_dir / f"{stem}.json", report.to_json())
+    csv_path = write_csv(rundir.metrics_dir / f"{stem}.csv", report.rows())
+    peaks = []
+    for method in report.methods:
+        for metric in report.metrics:
+            value, at = report.peak(method, metric.key)
+            peaks.append({"method": method, "metric": metric.key, "best": _fmt(value, 6), "at_threshold": _fmt(at, 2),
+                          "higher_is_better": metric.higher_is_better})
+    summary_path = write_csv(rundir.metrics_dir / f"{stem}_peaks.csv", peaks)
+    figures = localisation_curves_figures(report, rundir.report_dir, prefix=f"{stem}_")
+
+    table = Table(title=f"Localisation against {level.value} boxes (best over thresholds, all classes)")
+    table.add_column("method")
+    for metric in report.metrics:
+        table.add_column(f"{metric.title} {'↑' if metric.higher_is_better else '↓'}", justify="right")
+    table.add_column("maps", justify="right")
+    for method in report.methods:
+        cells = []
+        for metric in report.metrics:
+            value, at = report.peak(method, metric.key)
+            cells.append(f"{_fmt(value)} @ {_fmt(at, 2)}")
+        table.add_row(method, *cells, str(report.counts[method]["maps"]))
+    stdout.print(table)
+    for method, counts in report.counts.items():
+        skipped = {k: v for k, v in counts.items() if k not in ("maps", "boxes") and v}
+        if skipped:
+            stdout.print(f"{method}: skipped " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items()))
+    if all(report.counts[m]["maps"] == 0 for m in report.methods):
+        stdout.print(f"no map could be measured: no image has {level.value} boxes of a class the maps know")
+    stdout.print(f"wrote {json_path}, {csv_path}, {summary_path} and {len(figures)} curves in {rundir.report_dir}")
+    if faithfulness_images:
+        _faithfulness(rundir, dataset, stores, faithfulness_images, steps, split)
+
+
+def _faithfulness(rundir: RunDirectory, dataset: Dataset, stores: dict[str, Any], n_images: int, steps: int,
+                  split: str | None) -> None:
+    from iconolens.atomic import write_json_atomically
+    from iconolens.evaluate.declarations import FAITHFULNESS_METRICS
+    from iconolens.evaluate.faithfulness import stored_map_faithfulness
+    from iconolens.models.checkpoint import load_checkpoint
+    from iconolens.report.tables import markdown_table, write_csv
+
+    model, meta = load_checkpoint(rundir.model_dir)
+    chosen = [s for s in dataset.samples if s.labels and any(st.has(s.id) for st in stores.values())][:n_images]
+    if not chosen:
+        raise BadInputError("no labelled image has stored maps, so faithfulness cannot be measured", rundir.root)
+    results = stored_map_faithfulness(model, meta, chosen, stores, steps=steps)
+    rows = [{"method": m, **r} for m, r in results.items()]
+    stem = "faithfulness" + (f"_{split}" if split else "")
+    write_json_atomically(rundir.metrics_dir / f"{stem}.json",
+                          {"steps": steps, "images": len(chosen), "metrics": [m.to_json() for m in FAITHFULNESS_METRICS],
+                           "methods": {m: {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                           for k, v in r.items()} for m, r in results.items()}})
+    write_csv(rundir.metrics_dir / f"{stem}.csv", rows)
+    stdout.print(f"Faithfulness on {len(chosen)} images ({steps} steps):")
+    stdout.print(markdown_table(rows, FAITHFULNESS_METRICS, extra=[("pairs", "maps")]))
+
+
+def boxes_command(
+    run: Path = typer.Option(..., "--run", help=RUN_HELP),
+    method: str = typer.Option(..., "--method", help="Method whose maps the boxes are drawn from, e.g. gradcam."),
+    level: LevelChoice = typer.Option(LevelChoice.figure, "--level", help=(
+        "'figure': one box around each class's whole foreground; 'attribute': one box per connected "
+        "component (symbols)."
+    )),
+    gate: bool = typer.Option(True, "--gate/--no-gate", help=(
+        "Keep only maps that already localise their expert boxes (component IoU > 0.165 at t=0.1 for "
+        "attributes, global IoU > 0.24 at t=0.05 for figures); needs expert boxes."
+    )),
+    threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, help=(
+        "Foreground threshold on the normalised map (default 0.1 for attributes, 0.05 for figures)."
+    )),
+    percentile: Optional[float] = typer.Option(None, "--percentile", min=0.0, max=100.0, help=(
+        "Use each map's own percentile as threshold instead (e.g. 90), as Bae et al. (2020) propose."
+    )),
+    keep_weak: bool = typer.Option(False, "--keep-weak/--drop-weak", help=(
+        "Attribute boxes: keep components whose mean activation is below half the mean of all components."
+    )),
+    gate_all: bool = typer.Option(False, "--gate-all-methods", help=(
+        "Keep a map only if the maps of every method in the run pass the gate (the thesis's selection)."
+    )),
+    split: Optional[str] = typer.Option(None, "--split", help=SPLIT_HELP),
+) -> None:
+    """Derive boxes from saliency maps (weakly supervised localisation): COCO detections and a pseudo
+    ground-truth COCO file in RUN/boxes/, and their scores against expert boxes (average IoU, GT-known
+    Loc, mAP at IoU 0.5) as a row of RUN/metrics/boxes_<level>.csv, with an IoU histogram in RUN/report/."""
+    from iconolens.atomic import write_json_atomically, write_text_atomically
+    from iconolens.evaluate.boxes import BoxRecipe, derive_boxes, write_derived_boxes
+    from iconolens.evaluate.declarations import DETECTION_METRICS
+    from iconolens.evaluate.detection import evaluate_derived_boxes
+    from iconolens.report.figures import iou_histogram
+    from iconolens.report.tables import markdown_table, write_csv
+
+    if threshold is not None and percentile is not None:
+        raise BadInputError("give --threshold or --percentile, not both")
+    rundir = RunDirectory(run)
+    dataset = _dataset(rundir, split)
+    stores = _stores(rundir, [method])
+    others = {}
+    if gate_all:
+        others = {m: s for m, s in _stores(rundir, None).items() if m != method}
+    recipe = BoxRecipe(level=level.value, gate=gate, threshold=threshold, percentile=percentile,
+                       drop_weak_components=not keep_weak)
+    derived = derive_boxes(dataset, stores[method], recipe, method=method, gate_stores=others)
+    paths = write_derived_boxes(derived, dataset, rundir.boxes_dir)
+    scores = evaluate_derived_boxes(dataset, derived.boxes, method, level=level.value, image_ids=derived.selected)
+    record = {"recipe": recipe.to_json(), "counts": derived.counts, "scores": scores.to_json(),
+              "files": {k: str(v) for k, v in paths.items()}}
+    write_json_atomically(rundir.metrics_dir / f"boxes_{level.value}_{method}.json", record)
+
+    rows, ious = [], {}
+    for path in sorted(rundir.metrics_dir.glob(f"boxes_{level.value}_*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            row = {k: v for k, v in data["scores"].items() if k not in ("ap_per_class", "ious")}
+            ious[row["method"]] = data["scores"]["ious"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise BadInputError("box scores file is damaged; delete it and re-run `iconolens boxes`", path) from None
+        rows.append(row)
+    table_stem = rundir.metrics_dir / f"boxes_{level.value}"
+    write_csv(table_stem.with_suffix(".csv"), rows)
+    write_text_atomically(table_stem.with_suffix(".md"), markdown_table(
+        rows, DETECTION_METRICS, extra=[("boxes", "boxes"), ("truth_boxes", "expert boxes"), ("images", "images")]))
+    histogram = iou_histogram(ious, rundir.report_dir / f"boxes_{level.value}_iou_histogram.png")
+
+    stdout.print(
+        f"{method}: {derived.counts['boxes']} boxes on {derived.counts['selected_images']} of "
+        f"{derived.counts['images']} images with maps ({derived.counts['gated_out']} maps gated out)"
+    )
+    stdout.print(markdown_table(rows, DETECTION_METRICS))
+    stdout.print(f"wrote {paths['detections']}, {paths['pseudo_coco']}, {table_stem.with_suffix('.csv')} "
+                 f"and {histogram}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add `evaluate` and `boxes` to the main app."""
+    app.command("evaluate", help=evaluate_command.__doc__)(evaluate_command)
+    app.command("boxes", help=boxes_command.__doc__)(boxes_command)

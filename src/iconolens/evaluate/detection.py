@@ -1,0 +1,181 @@
+"""Scoring derived boxes as a detector is scored: average IoU, GT-known localisation and COCO mAP at 0.5.
+
+The analogue of Table 4.4 of Pinciroli Vago (2021), one row per method:
+
+* average IoU: for each derived box, the IoU with the best-matching expert box of the same class in the
+  same image (0 when there is none), averaged over derived boxes; these IoUs also make the histogram;
+* GT-known Loc: the percentage of expert boxes matched at IoU > 0.5 by a derived box of the same class in
+  the same image (the class is known, only the location is judged);
+* mAP: COCO average precision at IoU 0.5 (pycocotools, 101-point interpolation, up to 100 boxes per
+  image), per class and averaged over the classes that have expert boxes.
+
+Expert boxes marked difficult count like the others. Images are those given (usually the images the box
+procedure selected); a class with no expert box there has no AP and is left out of the mean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.ops import box_iou
+
+from iconolens.data.records import Dataset, Level
+from iconolens.evaluate.boxes import DerivedBox
+
+MATCH_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class DetectionScores:
+    """One method's row of the Table 4.4 analogue, with the per-class APs and every box's IoU."""
+
+    method: str
+    average_iou: float
+    gt_known_loc: float
+    map50: float
+    ap_per_class: dict[str, float]
+    ious: np.ndarray
+    n_boxes: int
+    n_truth: int
+    n_images: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        """The table row: method, the three metrics and the counts behind them."""
+        def num(v: float, digits: int) -> float | None:
+            return None if math.isnan(v) else round(v, digits)
+
+        return {
+            "method": self.method,
+            "average_iou": num(self.average_iou, 4),
+            "gt_known_loc": num(self.gt_known_loc, 2),
+            "map50": num(self.map50, 4),
+            "boxes": self.n_boxes,
+            "truth_boxes": self.n_truth,
+            "images": self.n_images,
+            **self.extra,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.row()
+        data["ap_per_class"] = {c: (None if math.isnan(v) else round(v, 4)) for c, v in self.ap_per_class.items()}
+        data["ious"] = [round(float(v), 4) for v in self.ious]
+        return data
+
+
+def _tensor(boxes: Sequence[tuple[float, float, float, float]]) -> torch.Tensor:
+    return torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4)
+
+
+def coco_ap50(
+    truth: dict[tuple[str, str], list[tuple[float, float, float, float]]],
+    detections: Sequence[DerivedBox],
+    classes: Sequence[str],
+    image_ids: Sequence[str],
+) -> dict[str, float]:
+    """AP at IoU 0.5 per class with pycocotools; NaN for a class without expert boxes."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    image_index = {s: i for i, s in enumerate(image_ids, start=1)}
+    category = {c: i for i, c in enumerate(classes, start=1)}
+    annotations = []
+    for (sid, cls), boxes in truth.items():
+        for x0, y0, x1, y1 in boxes:
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_index[sid], "category_id": category[cls],
+                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
+            })
+    results = [
+        {"image_id": image_index[d.sample_id], "category_id": category[d.label],
+         "bbox": [d.x0, d.y0, d.x1 - d.x0, d.y1 - d.y0], "score": d.score}
+        for d in detections if d.sample_id in image_index and d.label in category
+    ]
+    with_truth = {cls for (_, cls), listed in truth.items() if listed}
+    out = {c: (0.0 if c in with_truth else float("nan")) for c in classes}
+    if not annotations or not results:
+        return out
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet):
+        gt = COCO()
+        gt.dataset = {
+            "images": [{"id": i} for i in image_index.values()],
+            "categories": [{"id": i, "name": c} for c, i in category.items()],
+            "annotations": annotations,
+        }
+        gt.createIndex()
+        dt = gt.loadRes(results)
+        evaluation = COCOeval(gt, dt, iouType="bbox")
+        evaluation.params.imgIds = list(image_index.values())
+        evaluation.params.catIds = list(category.values())
+        evaluation.evaluate()
+        evaluation.accumulate()
+    t = int(np.argmin(np.abs(evaluation.params.iouThrs - MATCH_IOU)))
+    precision = evaluation.eval["precision"][t, :, :, 0, -1]  # recall x class, area "all", most detections
+    for k, cls in enumerate(classes):
+        column = precision[:, k]
+        if cls in with_truth:
+            out[cls] = float(column[column > -1].mean()) if (column > -1).any() else 0.0
+    return out
+
+
+def evaluate_derived_boxes(
+    dataset: Dataset,
+    boxes: Sequence[DerivedBox],
+    method: str,
+    level: Level = "figure",
+    image_ids: Sequence[str] | None = None,
+) -> DetectionScores:
+    """Score derived ``boxes`` against the expert boxes of ``dataset`` on ``image_ids`` (default: all)."""
+    wanted = list(image_ids) if image_ids is not None else [s.id for s in dataset.samples]
+    wanted_set = set(wanted)
+    truth: dict[tuple[str, str], list[tuple[float, float, float, float]]] = defaultdict(list)
+    for sample in dataset.samples:
+        if sample.id in wanted_set:
+            for b in sample.boxes:
+                if b.level == level and b.area > 0:
+                    truth[(sample.id, b.figure_class)].append(b.xyxy)
+    derived: dict[tuple[str, str], list[DerivedBox]] = defaultdict(list)
+    for d in boxes:
+        if d.sample_id in wanted_set:
+            derived[(d.sample_id, d.label)].append(d)
+
+    ious: list[float] = []
+    matched = 0
+    for key, mine in derived.items():
+        gt = truth.get(key, [])
+        if not gt:
+            ious.extend(0.0 for _ in mine)
+            continue
+        table = box_iou(_tensor([d.xyxy for d in mine]), _tensor(gt))
+        ious.extend(table.max(dim=1).values.tolist())
+    n_truth = 0
+    for key, gt in truth.items():
+        n_truth += len(gt)
+        mine = derived.get(key, [])
+        if mine:
+            table = box_iou(_tensor([d.xyxy for d in mine]), _tensor(gt))
+            matched += int((table.max(dim=0).values > MATCH_IOU).sum())
+
+    classes = list(dataset.classes)
+    ap = coco_ap50(truth, [d for ds in derived.values() for d in ds], classes, wanted)
+    present = [v for v in ap.values() if not math.isnan(v)]
+    return DetectionScores(
+        method=method,
+        average_iou=float(np.mean(ious)) if ious else float("nan"),
+        gt_known_loc=100.0 * matched / n_truth if n_truth else float("nan"),
+        map50=float(np.mean(present)) if present else float("nan"),
+        ap_per_class=ap,
+        ious=np.asarray(ious, dtype=np.float64),
+        n_boxes=len(ious),
+        n_truth=n_truth,
+        n_images=len(wanted),
+    )

@@ -1,0 +1,127 @@
+"""One forward pass with the tensors saliency methods need: target feature maps, the last linear layer's
+input and output, and (for VisualBackProp) the outputs of every stage.
+
+When gradients are wanted, the pass runs without autograd up to the target layer and switches autograd on
+there, replacing the feature maps by a detached leaf. The graph then spans only the head, so a backward pass
+for all classes costs a fraction of the network, and nothing reaches the user's parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from iconolens.errors import BadInputError
+from iconolens.explain.layers import TargetLayer, module_named
+
+
+@dataclass
+class ForwardRecord:
+    """What one forward pass left behind."""
+
+    logits: Tensor
+    activation: Tensor  # (N, K, h, w) target feature maps; a leaf that requires grad when asked for
+    linear: nn.Linear | None = None
+    linear_input: Tensor | None = None
+    linear_output: Tensor | None = None
+    blocks: list[Tensor] = field(default_factory=list)  # stage outputs up to and including the target
+
+
+@contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode and give each its own previous mode back afterwards."""
+    previous = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in previous:
+            module.training = training
+
+
+def record_forward(
+    model: nn.Module,
+    images: Tensor,
+    target: TargetLayer,
+    *,
+    gradients: bool,
+    block_modules: Sequence[str] = (),
+) -> ForwardRecord:
+    """Run ``model(images)`` once, recording the target feature maps and the last linear layer.
+
+    ``gradients=False`` runs in inference mode; ``gradients=True`` builds an autograd graph from the
+    target feature maps to the logits only.
+    """
+    state: dict[str, Any] = {}
+    blocks: list[Tensor] = []
+    handles = []
+
+    def on_target(tensor: Any) -> Tensor | None:
+        if not isinstance(tensor, Tensor) or tensor.ndim != 4:
+            shape = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
+            raise BadInputError(
+                f"layer {target.describe()!r} gives {shape}, not feature maps shaped (N, K, h, w); "
+                "name a convolutional layer with target_layer"
+            )
+        if gradients:
+            torch.set_grad_enabled(True)
+            tensor = tensor.detach().requires_grad_(True)
+        state["activation"] = tensor
+        state["blocks_before"] = len(blocks)
+        # Later layers get a copy, so an in-place operation downstream (ReLU(inplace=True)) cannot
+        # change the recorded maps, nor trip autograd on a leaf.
+        return tensor.clone()
+
+    def on_linear(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        state["linear"] = (module, args[0] if args else None, output)
+
+    def on_block(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if isinstance(output, Tensor) and output.ndim == 4:
+            blocks.append(output)
+
+    try:
+        for name in block_modules:
+            handles.append(module_named(model, name).register_forward_hook(on_block))
+        module = module_named(model, target.name)
+        if target.side == "output":
+            handles.append(module.register_forward_hook(lambda m, a, out: on_target(out)))
+        else:
+
+            def on_input(m: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+                if not args:
+                    raise BadInputError(f"layer {target.name!r} is called without an input tensor")
+                return (on_target(args[0]),) + tuple(args[1:])
+
+            handles.append(module.register_forward_pre_hook(on_input))
+        for sub in model.modules():
+            if isinstance(sub, nn.Linear):
+                handles.append(sub.register_forward_hook(on_linear))
+
+        grad_was_enabled = torch.is_grad_enabled()
+        try:
+            if gradients:
+                torch.set_grad_enabled(False)
+                logits = model(images)
+            else:
+                with torch.inference_mode():
+                    logits = model(images)
+        finally:
+            torch.set_grad_enabled(grad_was_enabled)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    if "activation" not in state:
+        raise BadInputError(f"layer {target.describe()!r} is not used when the model classifies an image")
+    if not isinstance(logits, Tensor) or logits.ndim != 2:
+        raise BadInputError("the model must return class logits shaped (N, C)")
+    record = ForwardRecord(logits=logits, activation=state["activation"])
+    if "linear" in state:
+        record.linear, record.linear_input, record.linear_output = state["linear"]
+    record.blocks = blocks[: state["blocks_before"]]
+    return record

@@ -1,0 +1,146 @@
+"""Figures a person reads: metric-versus-threshold curves (one line per method), IoU histograms, and
+images with expert boxes (red) and boxes derived from maps (green).
+
+Titles, axis labels and the direction of "better" come from the metric declarations, so every metric is
+drawn the same way. Files are PNG, written atomically; matplotlib runs without a display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from iconolens.atomic import write_atomically  # noqa: E402
+from iconolens.evaluate.declarations import MetricDeclaration  # noqa: E402
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from iconolens.evaluate.localisation import LocalisationReport
+
+
+def save_figure(figure: plt.Figure, path: str | Path) -> Path:
+    """Save ``figure`` as PNG at ``path`` atomically and release it."""
+    try:
+        return write_atomically(path, lambda handle: figure.savefig(handle, format="png", dpi=120))
+    finally:
+        plt.close(figure)
+
+
+def metric_curve(
+    thresholds: np.ndarray,
+    lines: Mapping[str, np.ndarray],
+    metric: MetricDeclaration,
+    path: str | Path,
+    subtitle: str = "",
+) -> Path:
+    """One metric against the threshold, one line per method (NaN points are gaps)."""
+    figure, axes = plt.subplots(figsize=(6.0, 4.0))
+    for name, values in lines.items():
+        axes.plot(thresholds, values, marker="o", markersize=3, linewidth=1.5, label=name)
+    axes.set_xlabel("threshold t (foreground: normalised value >= t)")
+    axes.set_ylabel(metric.axis_label)
+    axes.set_title(metric.title + (f" — {subtitle}" if subtitle else ""))
+    axes.set_xlim(float(thresholds[0]), float(thresholds[-1]))
+    axes.set_ylim(*metric.value_range)
+    axes.grid(True, alpha=0.3)
+    if lines:
+        axes.legend(fontsize="small")
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def localisation_curves_figures(
+    report: LocalisationReport,
+    out_dir: str | Path,
+    cls: str | None = None,
+    prefix: str = "",
+) -> list[Path]:
+    """The four curves of a localisation report (overall, or of one class), one PNG per metric."""
+    from iconolens.evaluate.localisation import ALL_CLASSES
+
+    which = ALL_CLASSES if cls is None else cls
+    out = []
+    for metric in report.metrics:
+        lines = {
+            method: by_class[which][metric.key]
+            for method, by_class in report.curves.items()
+            if which in by_class
+        }
+        subtitle = f"{report.level} boxes" + ("" if cls is None else f", {cls}")
+        out.append(metric_curve(report.thresholds, lines, metric, Path(out_dir) / f"{prefix}{metric.key}.png",
+                                subtitle))
+    return out
+
+
+def iou_histogram(
+    ious: Mapping[str, Sequence[float] | np.ndarray],
+    path: str | Path,
+    bins: int = 10,
+    title: str = "IoU of derived boxes with expert boxes",
+) -> Path:
+    """Share of derived boxes per IoU bin, one group of bars per method (normalised per method)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    figure, axes = plt.subplots(figsize=(6.5, 4.0))
+    width = (edges[1] - edges[0]) / max(len(ious), 1)
+    for i, (name, values) in enumerate(ious.items()):
+        values = np.asarray(values, dtype=np.float64)
+        counts, _ = np.histogram(np.clip(values, 0.0, 1.0), bins=edges)
+        share = counts / counts.sum() if counts.sum() else counts.astype(np.float64)
+        axes.bar(edges[:-1] + i * width, share, width=width, align="edge", label=f"{name} (n={values.size})")
+    axes.set_xlabel("IoU with the best-matching expert box")
+    axes.set_ylabel("share of derived boxes")
+    axes.set_xlim(0.0, 1.0)
+    axes.set_title(title)
+    axes.grid(True, axis="y", alpha=0.3)
+    if ious:
+        axes.legend(fontsize="small")
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+TRUTH_COLOUR = (220, 30, 30)
+DERIVED_COLOUR = (30, 190, 60)
+
+
+def draw_boxes(
+    image: Image.Image,
+    truth: Sequence[tuple[float, float, float, float]] = (),
+    derived: Sequence[tuple[float, float, float, float]] = (),
+    saliency: np.ndarray | None = None,
+    width: int = 2,
+) -> Image.Image:
+    """A copy of ``image`` with expert boxes in red and derived boxes in green (half-open pixel boxes),
+    optionally over a normalised ``(H, W)`` saliency map blended in as a heat map."""
+    from PIL import Image, ImageDraw
+
+    picture = image.convert("RGB")
+    if saliency is not None:
+        heat = (matplotlib.colormaps["jet"](np.clip(saliency, 0.0, 1.0))[:, :, :3] * 255).astype(np.uint8)
+        picture = Image.blend(picture, Image.fromarray(heat).resize(picture.size), alpha=0.4)
+    else:
+        picture = picture.copy()
+    pen = ImageDraw.Draw(picture)
+    for boxes, colour in ((truth, TRUTH_COLOUR), (derived, DERIVED_COLOUR)):
+        for x0, y0, x1, y1 in boxes:
+            pen.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=colour, width=width)
+    return picture
+
+
+def save_overlay(
+    image: Image.Image,
+    path: str | Path,
+    truth: Sequence[tuple[float, float, float, float]] = (),
+    derived: Sequence[tuple[float, float, float, float]] = (),
+    saliency: np.ndarray | None = None,
+) -> Path:
+    """Write ``draw_boxes(...)`` as PNG at ``path`` atomically."""
+    picture = draw_boxes(image, truth, derived, saliency)
+    return write_atomically(path, lambda handle: picture.save(handle, format="PNG"))

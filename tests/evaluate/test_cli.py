@@ -1,0 +1,167 @@
+"""`iconolens evaluate` and `iconolens boxes` on a small run made here, and their answers to bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from iconolens.data.dataset_json import save_dataset_json
+from iconolens.data.records import Box, Dataset, Sample
+from iconolens.explain.store import MapStore
+from iconolens.run import RunDirectory
+
+
+def _run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    from iconolens.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["iconolens", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> RunDirectory:
+    """Three 40x40 images of one person each; 'good' maps sit on the person, 'off' maps beside it."""
+    rundir = RunDirectory(tmp_path / "run")
+    samples = []
+    for i in range(3):
+        path = tmp_path / f"img{i}.png"
+        Image.new("RGB", (40, 40), (90, 60, 30)).save(path)
+        x0 = 4 + 8 * i
+        samples.append(Sample(f"img{i}", path, ("person",), (Box(x0, 8, x0 + 16, 32, "person"),),
+                              width=40, height=40, split="test" if i else "val"))
+    save_dataset_json(Dataset(samples=tuple(samples), classes=("person",)), rundir.dataset_json)
+    for method, offset in (("good", 0), ("off", 20)):
+        store = MapStore(rundir.maps_dir(method))
+        store.initialise(["person"], method, {})
+        for i, sample in enumerate(samples):
+            maps = np.zeros((1, 40, 40), dtype=np.float32)
+            b = sample.boxes[0]
+            maps[0, 8:32, int(b.x0) + offset:int(b.x1) + offset] = 1.0
+            store.write(sample.id, maps, np.array([0.9], dtype=np.float32))
+    return rundir
+
+
+def test_evaluate_writes_metrics_and_curves(run, monkeypatch, capsys):
+    code, out, err = _run_cli(monkeypatch, capsys, "evaluate", "--run", str(run.root))
+    assert code == 0, err
+    data = json.loads((run.metrics_dir / "localisation_figure.json").read_text())
+    k = data["thresholds"].index(0.5)
+    assert data["curves"]["good"]["(all)"]["global_iou"][k] == pytest.approx(1.0)
+    # 'off' is shifted 20 px right: img0 and img1 look beside their box (irrelevant attention 1); img2's
+    # map falls outside the image, so it is constant, has no foreground and is left out of that average.
+    assert data["curves"]["off"]["person"]["irrelevant_attention"][k] == pytest.approx(1.0)
+    assert data["curves"]["off"]["(all)"]["global_iou"][k] == pytest.approx(0.0)
+    assert data["counts"]["good"]["maps"] == 3
+    with open(run.metrics_dir / "localisation_figure.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * 2 * 4 * 21  # methods x (person, all) x metrics x thresholds
+    for metric in ("component_iou", "global_iou", "box_coverage", "irrelevant_attention"):
+        assert (run.report_dir / f"localisation_figure_{metric}.png").stat().st_size > 1000
+    assert "good" in out and "Global IoU" in out
+
+
+def test_evaluate_one_split_and_one_method(run, monkeypatch, capsys):
+    code, _, err = _run_cli(monkeypatch, capsys, "evaluate", "--run", str(run.root), "--methods", "good",
+                            "--split", "test")
+    assert code == 0, err
+    data = json.loads((run.metrics_dir / "localisation_figure_test.json").read_text())
+    assert list(data["curves"]) == ["good"] and data["counts"]["good"]["maps"] == 2
+
+
+def test_boxes_writes_detections_table_and_histogram(run, monkeypatch, capsys):
+    for method in ("good", "off"):
+        code, out, err = _run_cli(monkeypatch, capsys, "boxes", "--run", str(run.root), "--method", method,
+                                  "--no-gate")
+        assert code == 0, err
+    detections = json.loads((run.boxes_dir / "good_figure_detections.json").read_text())
+    assert len(detections) == 3
+    assert detections[0]["bbox"] == [4.0, 8.0, 16.0, 24.0]  # a map exactly on the box gives the box
+    with open(run.metrics_dir / "boxes_figure.csv") as handle:
+        rows = {r["method"]: r for r in csv.DictReader(handle)}
+    assert float(rows["good"]["average_iou"]) == pytest.approx(1.0)
+    assert float(rows["good"]["map50"]) == pytest.approx(1.0)
+    assert float(rows["off"]["gt_known_loc"]) == 0.0
+    assert (run.report_dir / "boxes_figure_iou_histogram.png").exists()
+    assert "Average IoU" in (run.metrics_dir / "boxes_figure.md").read_text()
+
+
+def test_boxes_gate_selects_good_maps_only(run, monkeypatch, capsys):
+    code, out, err = _run_cli(monkeypatch, capsys, "boxes", "--run", str(run.root), "--method", "off")
+    assert code == 0, err
+    record = json.loads((run.metrics_dir / "boxes_figure_off.json").read_text())
+    # Every shifted map misses its box entirely, so none passes the figure gate (global IoU > 0.24).
+    assert record["counts"]["gated_out"] == 3 and record["counts"]["boxes"] == 0
+    assert "0 boxes" in out
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["evaluate", "--run", "{missing}"], "run directory does not exist"),
+        (["evaluate", "--run", "{empty}"], "no dataset.json"),
+        (["evaluate", "--run", "{run}", "--methods", "rise"], "no maps of method 'rise'"),
+        (["evaluate", "--run", "{run}", "--split", "train"], "no image of the run's dataset is in split 'train'"),
+        (["boxes", "--run", "{run}", "--method", "good", "--threshold", "0.1", "--percentile", "90"],
+         "not both"),
+        (["boxes", "--run", "{run}", "--method", "nope"], "no maps of method 'nope'"),
+    ],
+)
+def test_bad_input_is_one_sentence(run, tmp_path, monkeypatch, capsys, args, fragment):
+    (tmp_path / "empty").mkdir()
+    filled = [a.format(missing=tmp_path / "missing", empty=tmp_path / "empty", run=run.root) for a in args]
+    code, out, err = _run_cli(monkeypatch, capsys, *filled)
+    assert code == 2
+    assert fragment in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_damaged_files_are_named_and_earlier_results_kept(run, monkeypatch, capsys):
+    code, _, _ = _run_cli(monkeypatch, capsys, "evaluate", "--run", str(run.root))
+    assert code == 0
+    before = (run.metrics_dir / "localisation_figure.json").read_bytes()
+    (run.maps_dir("off") / "meta.json").write_text("{ not json")
+    code, _, err = _run_cli(monkeypatch, capsys, "evaluate", "--run", str(run.root))
+    assert code == 2 and "meta.json" in err and "not valid JSON" in err
+    assert (run.metrics_dir / "localisation_figure.json").read_bytes() == before
+    run.dataset_json.write_text("[]")
+    code, _, err = _run_cli(monkeypatch, capsys, "evaluate", "--run", str(run.root))
+    assert code == 2 and "dataset.json" in err
+    assert (run.metrics_dir / "localisation_figure.json").read_bytes() == before
+
+
+def test_evaluate_with_faithfulness_uses_the_runs_model(run, monkeypatch, capsys):
+    from iconolens.models.backbones import build_classifier
+    from iconolens.models.checkpoint import save_checkpoint
+    from iconolens.models.meta import ModelMeta
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = build_classifier("mobilenet_v2", 1, pretrained=False)
+    save_checkpoint(run.model_dir, model, ModelMeta(classes=("person",), backbone="mobilenet_v2", input_size=32,
+                                                    task="multilabel"))
+    code, out, err = _run_cli(monkeypatch, capsys, "evaluate", "--run", str(run.root), "--faithfulness-images", "1",
+                              "--steps", "3")
+    assert code == 0, err
+    data = json.loads((run.metrics_dir / "faithfulness.json").read_text())
+    assert data["images"] == 1 and set(data["methods"]) == {"good", "off"}
+    for result in data["methods"].values():
+        assert result["pairs"] == 1
+        assert 0.0 <= result["deletion_auc"] <= 1.0 and 0.0 <= result["insertion_auc"] <= 1.0
+    assert "Deletion area" in out
+
+
+def test_faithfulness_without_a_model_is_one_sentence(run, monkeypatch, capsys):
+    code, _, err = _run_cli(monkeypatch, capsys, "evaluate", "--run", str(run.root), "--faithfulness-images", "1")
+    assert code == 2 and "checkpoint" in err and len(err.strip().splitlines()) == 1
