@@ -27,3 +27,23 @@ def peopleart_root() -> Path:
     if not (PEOPLEART / "Annotations" / "person_train.txt").exists():
         pytest.skip(f"People-Art not found at {PEOPLEART}")
     return PEOPLEART
+
+
+@pytest.fixture
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Run ``iconolens ARGS...`` through the real entry point; returns (exit code, stdout, stderr)."""
+    import sys
+
+    from iconolens.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["iconolens", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-
-
-def _run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    from iconolens.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["iconolens", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +36,14 @@ def trained(tmp_path_factory) -> tuple[Path, Path, Path]:
     return root, coco, root / "model"
 
 
-def test_train_then_eval_writes_a_detector_and_its_scores(trained, monkeypatch, capsys, tmp_path) -> None:
+def test_train_then_eval_writes_a_detector_and_its_scores(run_cli, trained, tmp_path) -> None:
     root, coco, _ = trained
-    code, out, err = _run_cli(monkeypatch, capsys, "detect", "train", "--coco", str(coco), "--out",
+    code, out, err = run_cli("detect", "train", "--coco", str(coco), "--out",
                               str(tmp_path / "m"), "--iterations", "1", "--batch-size", "3", "--min-size", "64",
                               "--max-size", "80", "--threads", "1")
     assert code == 0, err
     assert json.loads((tmp_path / "m" / "detector.json").read_text())["classes"] == ["square"]
-    code, out, err = _run_cli(monkeypatch, capsys, "detect", "eval", "--model", str(tmp_path / "m"), "--coco",
+    code, out, err = run_cli("detect", "eval", "--model", str(tmp_path / "m"), "--coco",
                               str(coco), "--out", str(tmp_path / "scores.json"), "--threads", "1")
     assert code == 0, err
     scores = json.loads((tmp_path / "scores.json").read_text())
@@ -67,9 +53,9 @@ def test_train_then_eval_writes_a_detector_and_its_scores(trained, monkeypatch, 
     assert set(scores["detections"]) == {s.id for s in read_coco(coco).samples}
 
 
-def test_explain_given_box_writes_maps_and_report(trained, monkeypatch, capsys, tmp_path) -> None:
+def test_explain_given_box_writes_maps_and_report(run_cli, trained, tmp_path) -> None:
     root, _, model = trained
-    code, out, err = _run_cli(monkeypatch, capsys, "detect", "explain", str(root / "s0.png"), "--model", str(model),
+    code, out, err = run_cli("detect", "explain", str(root / "s0.png"), "--model", str(model),
                               "--out", str(tmp_path / "x"), "--box", "20,10,50,40:square", "--masks", "8",
                               "--grid", "4", "--batch-size", "4", "--threads", "1")
     assert code == 0, err
@@ -81,30 +67,51 @@ def test_explain_given_box_writes_maps_and_report(trained, monkeypatch, capsys, 
     assert (tmp_path / "x" / "s0" / "target_0.png").is_file()
 
 
-def test_explain_refuses_a_box_outside_the_image(trained, monkeypatch, capsys, tmp_path) -> None:
+def test_explain_refuses_a_box_outside_the_image(run_cli, trained, tmp_path) -> None:
     root, _, model = trained
-    code, out, err = _run_cli(monkeypatch, capsys, "detect", "explain", str(root / "s0.png"), "--model", str(model),
+    code, out, err = run_cli("detect", "explain", str(root / "s0.png"), "--model", str(model),
                               "--out", str(tmp_path / "x"), "--box", "200,200,300,300:square", "--masks", "4")
     assert code == 2
     assert "lies outside the 80x64 image" in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
 
 
-def test_explain_refuses_an_unknown_class_and_a_missing_detector(trained, monkeypatch, capsys, tmp_path) -> None:
+def test_explain_refuses_an_unknown_class_and_a_missing_detector(run_cli, trained, tmp_path) -> None:
     root, _, model = trained
-    code, _, err = _run_cli(monkeypatch, capsys, "detect", "explain", str(root / "s0.png"), "--model", str(model),
+    code, _, err = run_cli("detect", "explain", str(root / "s0.png"), "--model", str(model),
                             "--out", str(tmp_path / "x"), "--box", "1,1,9,9:circle")
     assert code == 2 and "'circle' is not a class of the detector" in err
-    code, _, err = _run_cli(monkeypatch, capsys, "detect", "explain", str(root / "s0.png"), "--model",
+    code, _, err = run_cli("detect", "explain", str(root / "s0.png"), "--model",
                             str(tmp_path / "nothing"), "--out", str(tmp_path / "x"))
     assert code == 2 and "not a detector folder" in err
 
 
-def test_train_refuses_pseudo_boxes_of_unknown_images(trained, monkeypatch, capsys, tmp_path) -> None:
+def test_train_refuses_pseudo_boxes_of_unknown_images(run_cli, trained, tmp_path) -> None:
     _, coco, _ = trained
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps([{"image_id": 99, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 1.0}]))
-    code, _, err = _run_cli(monkeypatch, capsys, "detect", "train", "--coco", str(coco), "--boxes", str(boxes),
+    code, _, err = run_cli("detect", "train", "--coco", str(coco), "--boxes", str(boxes),
                             "--out", str(tmp_path / "m"), "--iterations", "1")
     assert code == 2 and "image 99" in err and "not in the collection" in err
     assert not (tmp_path / "m").exists()
+
+
+def test_explain_detections_above_the_score_threshold(run_cli, trained, tmp_path) -> None:
+    import torch
+
+    from iconolens.detect.checkpoint import load_detector
+    from iconolens.detect.evaluation import image_tensor
+    from iconolens.data.images import load_image
+
+    root, _, model = trained
+    detector, meta = load_detector(model)
+    pixels, _ = image_tensor(load_image(root / "s1.png"), meta.min_size, meta.max_size)
+    scores = detector(pixels[None])[0].scores
+    threshold = float(torch.quantile(scores, 0.5)) if len(scores) else 0.0
+    code, _, err = run_cli("detect", "explain", str(root / "s1.png"), "--model", str(model),
+                            "--out", str(tmp_path / "x"), "--min-score", str(threshold), "--masks", "4",
+                            "--grid", "4", "--threads", "1")
+    assert code == 0, err
+    report = json.loads((tmp_path / "x" / "s1" / "explanation.json").read_text())
+    assert len(report["targets"]) == int((scores >= threshold).sum())
+    assert all(t["score"] >= threshold - 1e-6 for t in report["targets"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +14,6 @@ from iconolens.data.dataset_json import save_dataset_json
 from iconolens.data.records import Box, Dataset, Sample
 from iconolens.explain.store import MapStore
 from iconolens.run import RunDirectory
-
-
-def _run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    from iconolens.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["iconolens", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
@@ -53,8 +39,8 @@ def run(tmp_path: Path) -> RunDirectory:
     return rundir
 
 
-def test_evaluate_writes_metrics_and_curves(run, monkeypatch, capsys):
-    code, out, err = _run_cli(monkeypatch, capsys, "evaluate", "--run", str(run.root))
+def test_evaluate_writes_metrics_and_curves(run_cli, run):
+    code, out, err = run_cli("evaluate", "--run", str(run.root))
     assert code == 0, err
     data = json.loads((run.metrics_dir / "localisation_figure.json").read_text())
     k = data["thresholds"].index(0.5)
@@ -72,17 +58,17 @@ def test_evaluate_writes_metrics_and_curves(run, monkeypatch, capsys):
     assert "good" in out and "Global IoU" in out
 
 
-def test_evaluate_one_split_and_one_method(run, monkeypatch, capsys):
-    code, _, err = _run_cli(monkeypatch, capsys, "evaluate", "--run", str(run.root), "--methods", "good",
+def test_evaluate_one_split_and_one_method(run_cli, run):
+    code, _, err = run_cli("evaluate", "--run", str(run.root), "--methods", "good",
                             "--split", "test")
     assert code == 0, err
     data = json.loads((run.metrics_dir / "localisation_figure_test.json").read_text())
     assert list(data["curves"]) == ["good"] and data["counts"]["good"]["maps"] == 2
 
 
-def test_boxes_writes_detections_table_and_histogram(run, monkeypatch, capsys):
+def test_boxes_writes_detections_table_and_histogram(run_cli, run):
     for method in ("good", "off"):
-        code, out, err = _run_cli(monkeypatch, capsys, "boxes", "--run", str(run.root), "--method", method,
+        code, out, err = run_cli("boxes", "--run", str(run.root), "--method", method,
                                   "--no-gate")
         assert code == 0, err
     detections = json.loads((run.boxes_dir / "good_figure_detections.json").read_text())
@@ -97,8 +83,8 @@ def test_boxes_writes_detections_table_and_histogram(run, monkeypatch, capsys):
     assert "Average IoU" in (run.metrics_dir / "boxes_figure.md").read_text()
 
 
-def test_boxes_gate_selects_good_maps_only(run, monkeypatch, capsys):
-    code, out, err = _run_cli(monkeypatch, capsys, "boxes", "--run", str(run.root), "--method", "off")
+def test_boxes_gate_selects_good_maps_only(run_cli, run):
+    code, out, err = run_cli("boxes", "--run", str(run.root), "--method", "off")
     assert code == 0, err
     record = json.loads((run.metrics_dir / "boxes_figure_off.json").read_text())
     # Every shifted map misses its box entirely, so none passes the figure gate (global IoU > 0.24).
@@ -118,30 +104,30 @@ def test_boxes_gate_selects_good_maps_only(run, monkeypatch, capsys):
         (["boxes", "--run", "{run}", "--method", "nope"], "no maps of method 'nope'"),
     ],
 )
-def test_bad_input_is_one_sentence(run, tmp_path, monkeypatch, capsys, args, fragment):
+def test_bad_input_is_one_sentence(run_cli, run, tmp_path, args, fragment):
     (tmp_path / "empty").mkdir()
     filled = [a.format(missing=tmp_path / "missing", empty=tmp_path / "empty", run=run.root) for a in args]
-    code, out, err = _run_cli(monkeypatch, capsys, *filled)
+    code, out, err = run_cli(*filled)
     assert code == 2
     assert fragment in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_damaged_files_are_named_and_earlier_results_kept(run, monkeypatch, capsys):
-    code, _, _ = _run_cli(monkeypatch, capsys, "evaluate", "--run", str(run.root))
+def test_damaged_files_are_named_and_earlier_results_kept(run_cli, run):
+    code, _, _ = run_cli("evaluate", "--run", str(run.root))
     assert code == 0
     before = (run.metrics_dir / "localisation_figure.json").read_bytes()
     (run.maps_dir("off") / "meta.json").write_text("{ not json")
-    code, _, err = _run_cli(monkeypatch, capsys, "evaluate", "--run", str(run.root))
+    code, _, err = run_cli("evaluate", "--run", str(run.root))
     assert code == 2 and "meta.json" in err and "not valid JSON" in err
     assert (run.metrics_dir / "localisation_figure.json").read_bytes() == before
     run.dataset_json.write_text("[]")
-    code, _, err = _run_cli(monkeypatch, capsys, "evaluate", "--run", str(run.root))
+    code, _, err = run_cli("evaluate", "--run", str(run.root))
     assert code == 2 and "dataset.json" in err
     assert (run.metrics_dir / "localisation_figure.json").read_bytes() == before
 
 
-def test_evaluate_with_faithfulness_uses_the_runs_model(run, monkeypatch, capsys):
+def test_evaluate_with_faithfulness_uses_the_runs_model(run_cli, run):
     from iconolens.models.backbones import build_classifier
     from iconolens.models.checkpoint import save_checkpoint
     from iconolens.models.meta import ModelMeta
@@ -151,7 +137,7 @@ def test_evaluate_with_faithfulness_uses_the_runs_model(run, monkeypatch, capsys
     model = build_classifier("mobilenet_v2", 1, pretrained=False)
     save_checkpoint(run.model_dir, model, ModelMeta(classes=("person",), backbone="mobilenet_v2", input_size=32,
                                                     task="multilabel"))
-    code, out, err = _run_cli(monkeypatch, capsys, "evaluate", "--run", str(run.root), "--faithfulness-images", "1",
+    code, out, err = run_cli("evaluate", "--run", str(run.root), "--faithfulness-images", "1",
                               "--steps", "3")
     assert code == 0, err
     data = json.loads((run.metrics_dir / "faithfulness.json").read_text())
@@ -162,6 +148,6 @@ def test_evaluate_with_faithfulness_uses_the_runs_model(run, monkeypatch, capsys
     assert "Deletion area" in out
 
 
-def test_faithfulness_without_a_model_is_one_sentence(run, monkeypatch, capsys):
-    code, _, err = _run_cli(monkeypatch, capsys, "evaluate", "--run", str(run.root), "--faithfulness-images", "1")
+def test_faithfulness_without_a_model_is_one_sentence(run_cli, run):
+    code, _, err = run_cli("evaluate", "--run", str(run.root), "--faithfulness-images", "1")
     assert code == 2 and "checkpoint" in err and len(err.strip().splitlines()) == 1

@@ -12,7 +12,7 @@ from iconolens.evaluate.declarations import (
     LOCALISATION_METRICS,
     declaration,
 )
-from iconolens.report.figures import DERIVED_COLOUR, TRUTH_COLOUR, draw_boxes, iou_histogram, metric_curve
+from iconolens.report.figures import iou_histogram, metric_curve
 from iconolens.report.tables import csv_text, markdown_table
 
 
@@ -42,14 +42,3 @@ def test_curve_and_histogram_files_are_pngs(tmp_path):
     assert Image.open(path).format == "PNG"
     path = iou_histogram({"a": [0.1, 0.55, 0.9], "b": []}, tmp_path / "h.png")
     assert Image.open(path).format == "PNG"
-
-
-def test_boxes_are_drawn_in_red_and_green():
-    image = Image.new("RGB", (40, 30), (255, 255, 255))
-    out = draw_boxes(image, truth=[(2, 3, 12, 13)], derived=[(20, 5, 35, 25)], width=1)
-    pixels = np.asarray(out)
-    assert tuple(pixels[3, 5]) == TRUTH_COLOUR  # top edge of the expert box
-    assert tuple(pixels[12, 5]) == TRUTH_COLOUR  # bottom edge: the last row inside the half-open box
-    assert tuple(pixels[8, 7]) == (255, 255, 255)  # inside stays untouched
-    assert tuple(pixels[5, 34]) == DERIVED_COLOUR  # right edge of the derived box
-    assert np.asarray(image).min() == 255  # the input image is not modified

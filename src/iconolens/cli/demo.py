@@ -43,13 +43,22 @@ def demo(
     images: int = typer.Option(400, "--images", min=40, help="Size of the synthetic collection."),
     seed: int = typer.Option(0, "--seed", help="Seed of the collection, the split and the training."),
     backbone: str = typer.Option("mobilenet_v2", "--backbone", help="Classifier backbone (ImageNet weights ship offline)."),
-    epochs: int = typer.Option(12, "--epochs", min=1, help="Most training epochs (early stopping may end sooner)."),
+    mode: str = typer.Option(
+        "off-the-shelf", "--mode",
+        help="Training mode: off-the-shelf (frozen ImageNet features, minutes on a CPU), fine-tune or scratch.",
+    ),
+    frozen_fraction: float = typer.Option(
+        0.5, "--frozen-fraction", min=0.0, max=1.0, help="Fine-tune: fraction of early feature stages kept frozen."
+    ),
+    epochs: int = typer.Option(40, "--epochs", min=1, help="Most training epochs (early stopping may end sooner)."),
     image_size: int = typer.Option(224, "--image-size", min=64, help="Image and model input size in pixels."),
     box_method: str = typer.Option("gradcampp", "--box-method", help="Method whose maps give the derived boxes in the overlays."),
     per_class: int = typer.Option(2, "--overlays-per-class", min=0, help="Overlay pictures per class."),
 ) -> None:
-    """Run the main job on the embedded synthetic collection: synth -> split -> train -> explain (four CAM
-    methods) -> evaluate -> boxes -> report. Prints where the outputs are."""
+    """Run the whole chain on the embedded synthetic collection and print where the outputs are.
+
+    synth -> split -> train -> explain (four CAM methods) -> evaluate -> boxes -> overlays and an HTML report.
+    """
     from iconolens.cli import app
     from iconolens.report.html import write_run_report
 
@@ -62,19 +71,25 @@ def demo(
     timings["split"] = _run_stage(app, ["data", "split", str(collection / "annotations.json"), "--out", str(run),
                                         "--seed", str(seed)])
     _run_stage(app, ["data", "stats", str(run / "dataset.json")])
-    timings["train"] = _run_stage(app, ["train", "--run", str(run), "--backbone", backbone, "--mode", "fine-tune",
+    timings["train"] = _run_stage(app, ["train", "--run", str(run), "--backbone", backbone, "--mode", mode,
+                                        "--frozen-fraction", str(frozen_fraction),
                                         "--epochs", str(epochs), "--image-size", str(image_size),
                                         "--seed", str(seed)])
+    _run_stage(app, ["evaluate-classifier", "--run", str(run), "--split", "test"])
     timings["explain"] = _run_stage(app, ["explain", "--run", str(run), "--methods", methods, "--split", "test"])
     timings["evaluate"] = _run_stage(app, ["evaluate", "--run", str(run), "--methods", methods,
                                            "--level", "attribute", "--split", "test"])
     start = time.perf_counter()
     for method in CAM_METHODS:
-        for level in ("attribute", "figure"):
-            _run_stage(app, ["boxes", "--run", str(run), "--method", method, "--level", level, "--split", "test"])
+        # Few attribute maps of a small demo classifier pass the thesis's quality gate, and at its fixed
+        # threshold their foreground spans most of the image; so attribute boxes come from every map with a
+        # per-map percentile threshold (Bae et al. 2020). Figure boxes follow the thesis's recipe.
+        _run_stage(app, ["boxes", "--run", str(run), "--method", method, "--level", "attribute", "--no-gate",
+                         "--percentile", "95", "--split", "test"])
+        _run_stage(app, ["boxes", "--run", str(run), "--method", method, "--level", "figure", "--split", "test"])
     timings["boxes"] = time.perf_counter() - start
     start = time.perf_counter()
-    derived = run / "boxes" / f"{box_method}_attribute_detections.json"
+    derived = run / "boxes" / f"{box_method}_attribute_pseudo_coco.json"
     for label, ids in _overlay_images(run, per_class).items():
         args = ["overlay", "--run", str(run), "--method", box_method, "--images", ",".join(ids),
                 "--classes", label, "--out", str(run / "report" / "overlays")]

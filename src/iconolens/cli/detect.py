@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -202,7 +201,8 @@ def explain(
     from iconolens.explain.drise import drise
 
     torch.set_num_threads(threads)
-    detector, sizes = _detector(model, mtcnn, min_score)
+    # Masked images are scored against every detection the model makes; only the targets obey --min-score.
+    detector, sizes = _detector(model, mtcnn, 0.0)
     min_size, max_size = sizes if sizes is not None else (size, size)
     given = [_parse_box(text) for text in box]
     index = {c: i for i, c in enumerate(detector.classes)}
@@ -213,8 +213,10 @@ def explain(
     for path in images:
         image = load_image(path)
         pixels, scale = image_tensor(image, min_size, max_size)
-        targets = None
-        if given:
+        if not given:
+            found = detector(pixels[None])[0]
+            targets = found.select(found.scores >= min_score)
+        else:
             targets = targets_from_boxes([[v * scale for v in b] for b, _ in given], [index[l] for _, l in given],
                                          len(detector.classes))
         result = drise(detector, pixels, targets, n_masks=masks, grid=grid, keep=keep, batch_size=batch_size,

@@ -97,10 +97,17 @@ def evaluate_command(
     from iconolens.report.figures import localisation_curves_figures
     from iconolens.report.tables import write_csv
 
+    import torch
+
     rundir = RunDirectory(run)
     dataset = _dataset(rundir, split)
     stores = _stores(rundir, methods)
-    report = evaluate_localisation(dataset, stores, level=level.value, max_side=max_side or None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # per-map tensors are small: more threads only add synchronisation
+    try:
+        report = evaluate_localisation(dataset, stores, level=level.value, max_side=max_side or None)
+    finally:
+        torch.set_num_threads(threads)
     stem = f"localisation_{level.value}" + (f"_{split}" if split else "")
     json_path = write_json_atomically(rundir.metrics_dir / f"{stem}.json", report.to_json())
     csv_path = write_csv(rundir.metrics_dir / f"{stem}.csv", report.rows())
@@ -238,5 +245,10 @@ def boxes_command(
 
 def register(app: typer.Typer) -> None:
     """Add `evaluate` and `boxes` to the main app."""
-    app.command("evaluate", help=evaluate_command.__doc__)(evaluate_command)
-    app.command("boxes", help=boxes_command.__doc__)(boxes_command)
+    app.command("evaluate", help=_one_paragraph(evaluate_command.__doc__))(evaluate_command)
+    app.command("boxes", help=_one_paragraph(boxes_command.__doc__))(boxes_command)
+
+
+def _one_paragraph(text: str | None) -> str:
+    """A docstring as help text: its hard line breaks joined, so the terminal wraps it."""
+    return " ".join((text or "").split())

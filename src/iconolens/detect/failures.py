@@ -16,18 +16,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib import colormaps
-from PIL import Image, ImageDraw
+from PIL import Image
 from torch import Tensor
 from torchvision.ops import box_iou
 
 from iconolens.atomic import write_bytes_atomically, write_json_atomically, write_text_atomically
 from iconolens.data.images import load_image
 from iconolens.data.records import Box, Dataset
-from iconolens.detect.detections import Detections, Detector, targets_from_boxes
+from iconolens.detect.detections import Detector, targets_from_boxes
 from iconolens.detect.evaluation import ScoredBox, image_tensor
 from iconolens.errors import IconolensError
 from iconolens.explain.drise import drise
+from iconolens.report.overlays import heatmap_overlay
 from iconolens.progress import progress
 
 
@@ -60,11 +60,9 @@ def overlay_png(image: Tensor, saliency: Tensor | np.ndarray, box: Sequence[floa
     values = np.asarray(saliency, dtype=np.float32)
     lo, hi = float(values.min()), float(values.max())
     norm = np.zeros_like(values) if hi <= lo else (values - lo) / (hi - lo)
-    heat = colormaps["jet"](norm)[..., :3]
-    base = image.permute(1, 2, 0).numpy()
-    blend = np.clip((1 - alpha) * base + alpha * heat, 0, 1)
-    picture = Image.fromarray((blend * 255).round().astype(np.uint8))
-    ImageDraw.Draw(picture).rectangle([float(v) for v in box], outline=(255, 255, 255), width=2)
+    painting = Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    x0, y0, x1, y1 = (float(v) for v in box)
+    picture = heatmap_overlay(painting, norm, derived_boxes=[Box(x0, y0, x1, y1, "target")], alpha=alpha, max_side=None)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -58,7 +58,7 @@ class DriseResult:
     def summary(self) -> str:
         """One sentence on the pass, saying plainly when the maps are empty."""
         if len(self.targets) == 0:
-            return "no targets to explain: the detector found nothing in the image and no boxes were given"
+            return "no targets to explain: no detection reached the score threshold and no boxes were given"
         if self.no_detections:
             return (
                 f"the detector returned no detections on any of the {self.masks_used} masked images, "

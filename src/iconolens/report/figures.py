@@ -1,5 +1,6 @@
-"""Figures a person reads: metric-versus-threshold curves (one line per method), IoU histograms, and
-images with expert boxes (red) and boxes derived from maps (green).
+"""Figures a person reads: metric-versus-threshold curves (one line per method) and IoU histograms.
+
+Heat maps over paintings, with expert and derived boxes, are drawn by ``iconolens.report.overlays``.
 
 Titles, axis labels and the direction of "better" come from the metric declarations, so every metric is
 drawn the same way. Files are PNG, written atomically; matplotlib runs without a display.
@@ -21,8 +22,6 @@ from iconolens.atomic import write_atomically  # noqa: E402
 from iconolens.evaluate.declarations import MetricDeclaration  # noqa: E402
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from iconolens.evaluate.localisation import LocalisationReport
 
 
@@ -104,43 +103,3 @@ def iou_histogram(
         axes.legend(fontsize="small")
     figure.tight_layout()
     return save_figure(figure, path)
-
-
-TRUTH_COLOUR = (220, 30, 30)
-DERIVED_COLOUR = (30, 190, 60)
-
-
-def draw_boxes(
-    image: Image.Image,
-    truth: Sequence[tuple[float, float, float, float]] = (),
-    derived: Sequence[tuple[float, float, float, float]] = (),
-    saliency: np.ndarray | None = None,
-    width: int = 2,
-) -> Image.Image:
-    """A copy of ``image`` with expert boxes in red and derived boxes in green (half-open pixel boxes),
-    optionally over a normalised ``(H, W)`` saliency map blended in as a heat map."""
-    from PIL import Image, ImageDraw
-
-    picture = image.convert("RGB")
-    if saliency is not None:
-        heat = (matplotlib.colormaps["jet"](np.clip(saliency, 0.0, 1.0))[:, :, :3] * 255).astype(np.uint8)
-        picture = Image.blend(picture, Image.fromarray(heat).resize(picture.size), alpha=0.4)
-    else:
-        picture = picture.copy()
-    pen = ImageDraw.Draw(picture)
-    for boxes, colour in ((truth, TRUTH_COLOUR), (derived, DERIVED_COLOUR)):
-        for x0, y0, x1, y1 in boxes:
-            pen.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=colour, width=width)
-    return picture
-
-
-def save_overlay(
-    image: Image.Image,
-    path: str | Path,
-    truth: Sequence[tuple[float, float, float, float]] = (),
-    derived: Sequence[tuple[float, float, float, float]] = (),
-    saliency: np.ndarray | None = None,
-) -> Path:
-    """Write ``draw_boxes(...)`` as PNG at ``path`` atomically."""
-    picture = draw_boxes(image, truth, derived, saliency)
-    return write_atomically(path, lambda handle: picture.save(handle, format="PNG"))
