@@ -121,6 +121,22 @@ def _bomb_error(path: Path, exc: Exception, max_pixels: int | None) -> BadImageE
     return _over_limit(path, size, max_pixels)
 
 
+@contextmanager
+def _decoding_errors(path: Path, max_pixels: int | None, corrupt: str) -> Iterator[None]:
+    """Turn Pillow's many ways of failing into one BadImageError sentence naming ``path``."""
+    try:
+        with _pil_pixel_limit(max_pixels):
+            yield
+    except BadImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise _bomb_error(path, exc, max_pixels) from None
+    except UnidentifiedImageError:
+        raise BadImageError("not an image file, or a format that cannot be read", path) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadImageError(f"{corrupt} ({exc})", path) from None
+
+
 def _ends_with_marker(path: Path, image_format: str | None) -> bool:
     marker = _END_MARKERS.get(image_format or "")
     if marker is None:
@@ -158,21 +174,12 @@ def probe_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     """
     path = Path(path)
     _check_file(path)
-    try:
-        with _pil_pixel_limit(max_pixels), Image.open(path) as image:
-            width, height = image.size
-            image_format = image.format or ""
-            mode = image.mode
-            _check_pixels(path, width, height, max_pixels)
-            orientation = _orientation(image)
-    except BadImageError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise _bomb_error(path, exc, max_pixels) from None
-    except UnidentifiedImageError:
-        raise BadImageError("not an image file, or a format that cannot be read", path) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise BadImageError(f"image header is corrupt ({exc})", path) from None
+    with _decoding_errors(path, max_pixels, "image header is corrupt"), Image.open(path) as image:
+        width, height = image.size
+        image_format = image.format or ""
+        mode = image.mode
+        _check_pixels(path, width, height, max_pixels)
+        orientation = _orientation(image)
     if not _ends_with_marker(path, image_format):
         # Some writers append data after the end marker; only a decode tells that from truncation.
         try:
@@ -196,18 +203,9 @@ def load_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     """Decode ``path`` into an upright 8-bit RGB image, or raise BadImageError naming the problem."""
     path = Path(path)
     _check_file(path)
-    try:
-        with _pil_pixel_limit(max_pixels), Image.open(path) as image:
-            width, height = image.size
-            _check_pixels(path, width, height, max_pixels)
-            image.load()
-            upright = ImageOps.exif_transpose(image)
-            return _to_rgb(upright)
-    except BadImageError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise _bomb_error(path, exc, max_pixels) from None
-    except UnidentifiedImageError:
-        raise BadImageError("not an image file, or a format that cannot be read", path) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise BadImageError(f"image is truncated or corrupt ({exc})", path) from None
+    with _decoding_errors(path, max_pixels, "image is truncated or corrupt"), Image.open(path) as image:
+        width, height = image.size
+        _check_pixels(path, width, height, max_pixels)
+        image.load()
+        upright = ImageOps.exif_transpose(image)
+        return _to_rgb(upright)
