@@ -1,23 +1,26 @@
-"""Weakly supervised detection on People-Art: a detector trained on boxes derived from CAMs vs on expert boxes.
+"""Person detectors on People-Art: trunks compared on expert boxes, and boxes derived from CAMs vs expert boxes.
 
-Pipeline (no expert box is used on the weakly supervised side):
+Each arm is ``BACKBONE:SOURCE``: a detector backbone (see ``iconolens detect train --help``) and the boxes it is
+trained on, ``expert`` (People-Art's person boxes) or ``cam`` (boxes derived from the CAMs of a person-presence
+classifier trained on image labels only: no expert box is used on that side). Every arm trains on the train
+split with the same seed and schedule and is scored with COCO AP on the val split.
 
-1. The collection (People-Art's own train/val lists) is written as a run's ``dataset.json``.
-2. ``iconolens train`` fits a person-presence classifier (image labels only), ``iconolens explain`` computes its
-   CAMs on the train split, ``iconolens boxes --no-gate`` turns them into COCO detections (pseudo boxes).
-3. ``iconolens.detect`` trains one Faster R-CNN on the train split's expert person boxes and one on the pseudo
-   boxes, same seed and schedule, and scores both with COCO AP on the val split.
+Pseudo boxes: the collection is written as a run's ``dataset.json``; ``iconolens train`` fits the classifier,
+``iconolens explain`` computes its CAMs on the train split, ``iconolens boxes --no-gate`` turns them into COCO
+detections (at each map's ``--percentile``, or the thesis's fixed threshold with ``--percentile 0``).
 
-    .venv/bin/python bench/peopleart_detect.py --work runs/peopleart-detect --iterations 300
+    .venv/bin/python bench/peopleart_detect.py --work runs/peopleart-detect --iterations 600 \\
+        --arm mobilenet_v2:expert --arm mobilenet_v2_fpn:expert --arm mobilenet_v2_fpn:cam
 
-Steps whose output already exists are skipped, so an interrupted run resumes. ``--pseudo-boxes FILE`` skips
-step 2 and uses boxes written elsewhere.
+Arms already trained or scored are not redone, so several processes can share one ``--work`` folder (one arm
+each) and an interrupted run resumes. The table of every arm scored so far is printed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -29,11 +32,13 @@ from iconolens.data.collections import load_collection
 from iconolens.data.dataset_json import save_dataset_json
 from iconolens.detect.checkpoint import load_detector, save_detector
 from iconolens.detect.evaluation import evaluate_detector
+from iconolens.detect.faster_rcnn import BACKBONES
 from iconolens.detect.training import read_coco_detections, train_detector, with_pseudo_boxes
 from iconolens.run import RunDirectory
 
 PEOPLEART = Path(__file__).resolve().parents[2] / "shared" / "data" / "peopleart"
 CLI = [sys.executable, "-m", "iconolens"]
+SOURCES = ("expert", "cam")
 
 
 def run_cli(*args: str) -> None:
@@ -41,59 +46,89 @@ def run_cli(*args: str) -> None:
     subprocess.run([*CLI, *args], check=True)
 
 
-def pseudo_boxes(run: RunDirectory, args: argparse.Namespace) -> Path:
-    boxes = run.boxes_dir / "cam_figure_detections.json"
-    if boxes.is_file():
-        return boxes
+def pseudo_boxes(work: Path, run: RunDirectory, args: argparse.Namespace) -> Path:
+    """COCO detections derived from the classifier's CAMs on the train split (made once per recipe)."""
+    recipe = f"p{args.percentile:g}" if args.percentile > 0 else "thesis"
+    kept = work / f"cam-boxes-{recipe}.json"
+    if kept.is_file():
+        return kept
     if not (run.model_dir / "meta.json").is_file():
         run_cli("train", "--run", str(run.root), "--backbone", "mobilenet_v2", "--mode", "off-the-shelf",
                 "--epochs", str(args.classifier_epochs), "--image-size", "224", "--threads", str(args.threads))
     if not run.maps_dir("cam").is_dir():
         run_cli("explain", "--run", str(run.root), "--methods", "cam", "--split", "train")
-    run_cli("boxes", "--run", str(run.root), "--method", "cam", "--no-gate", "--split", "train")
-    return boxes
+    threshold = ["--percentile", f"{args.percentile:g}"] if args.percentile > 0 else []
+    run_cli("boxes", "--run", str(run.root), "--method", "cam", "--no-gate", "--split", "train", *threshold)
+    shutil.copyfile(run.boxes_dir / "cam_figure_detections.json", kept)
+    return kept
+
+
+def parse_arm(text: str) -> tuple[str, str]:
+    backbone, _, source = text.partition(":")
+    if backbone not in BACKBONES or source not in SOURCES:
+        raise SystemExit(f"--arm {text!r}: expected BACKBONE:SOURCE with BACKBONE in {', '.join(BACKBONES)} "
+                         f"and SOURCE in {', '.join(SOURCES)}")
+    return backbone, source
+
+
+def print_table(work: Path) -> None:
+    rows = [json.loads(p.read_text()) for p in sorted(work.glob("*/scores.json"))]
+    print("| backbone | training boxes | boxes | iterations (batch) | training time | AP@0.5 on val | AP@0.5:0.95 |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['backbone']} | {r['source']} | {r['training_boxes']} | {r['iterations']} ({r['batch_size']}) "
+              f"| {r['train_seconds']:.0f} s | {r['AP50']:.3f} | {r['AP50:95']:.3f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--peopleart", type=Path, default=PEOPLEART)
     parser.add_argument("--work", type=Path, default=Path("runs/peopleart-detect"))
-    parser.add_argument("--pseudo-boxes", type=Path, default=None)
-    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--arm", action="append", type=parse_arm, default=None,
+                        help="BACKBONE:SOURCE, repeatable (default mobilenet_v2_fpn:expert and mobilenet_v2_fpn:cam)")
+    parser.add_argument("--iterations", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--min-size", type=int, default=320)
     parser.add_argument("--max-size", type=int, default=480)
+    parser.add_argument("--percentile", type=float, default=70.0,
+                        help="CAM boxes at each map's percentile (0: the thesis's fixed threshold)")
     parser.add_argument("--classifier-epochs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    arms = args.arm or [("mobilenet_v2_fpn", "expert"), ("mobilenet_v2_fpn", "cam")]
     torch.set_num_threads(args.threads)
     run = RunDirectory(args.work / "run")
     dataset = load_collection(args.peopleart)
     if not run.dataset_json.is_file():
         save_dataset_json(dataset, run.dataset_json)
     train, val = dataset.subset("train"), dataset.subset("val")
-    boxes_file = args.pseudo_boxes or pseudo_boxes(run, args)
-    pseudo = with_pseudo_boxes(train, read_coco_detections(boxes_file), boxes_file)
-    sources = {"expert boxes": train, "CAM boxes": pseudo}
-    results = {}
-    for name, data in sources.items():
-        model_dir = args.work / ("detector-" + name.split()[0].lower())
+    for backbone, source in arms:
+        data = train
+        if source == "cam":
+            boxes_file = pseudo_boxes(args.work, run, args)
+            data = with_pseudo_boxes(train, read_coco_detections(boxes_file), boxes_file)
+            source = boxes_file.stem
+        arm_dir = args.work / f"{backbone}-{source}"
+        if (arm_dir / "scores.json").is_file():
+            continue
         start = time.perf_counter()
-        if not (model_dir / "detector.json").is_file():
+        if not (arm_dir / "detector.json").is_file():
             model, meta = train_detector(data, classes=("person",), iterations=args.iterations,
                                          batch_size=args.batch_size, seed=0, min_size=args.min_size,
-                                         max_size=args.max_size)
-            save_detector(model_dir, model, meta)
-        trained = time.perf_counter() - start
-        detector, meta = load_detector(model_dir)
+                                         max_size=args.max_size, backbone=backbone)
+            meta.metrics["train_seconds"] = round(time.perf_counter() - start, 1)
+            save_detector(arm_dir, model, meta)
+        detector, meta = load_detector(arm_dir)
         scores, _ = evaluate_detector(detector, val, min_size=meta.min_size, max_size=meta.max_size)
-        results[name] = {
+        result = {
+            "backbone": backbone, "source": source, "iterations": meta.metrics["iterations"],
+            "batch_size": args.batch_size, "train_seconds": meta.metrics.get("train_seconds", float("nan")),
             "training_boxes": sum(len(s.boxes) for s in data.samples),
-            "training_images_with_boxes": sum(1 for s in data.samples if s.boxes),
-            "train_seconds": round(trained, 1), **scores.to_json(),
+            "training_images_with_boxes": sum(1 for s in data.samples if s.boxes), **scores.to_json(),
         }
-        print(json.dumps({name: results[name]}), flush=True)
-    (args.work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        (arm_dir / "scores.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result), flush=True)
+    print_table(args.work)
 
 
 if __name__ == "__main__":

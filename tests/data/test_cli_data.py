@@ -158,3 +158,34 @@ def test_every_command_explains_itself(command: str) -> None:
     assert result.exit_code == 0
     assert "--max-pixels" in result.output or command == "synth"
     assert "Usage" in result.output
+
+
+def _coco_with_splits(tmp_path: Path, solid_image, splits: list[str | None]) -> Path:
+    images, annotations = [], []
+    for i, split in enumerate(splits):
+        solid_image(tmp_path / f"{i}.png", 12, 12)
+        image = {"id": i + 1, "file_name": f"{i}.png", "width": 12, "height": 12}
+        if split is not None:
+            image["split"] = split
+        images.append(image)
+        annotations.append({"id": i + 1, "image_id": i + 1, "category_id": 1 + i % 2, "bbox": [1, 1, 5, 5]})
+    path = tmp_path / "collection.json"
+    categories = [{"id": 1, "name": "Peter"}, {"id": 2, "name": "Paul"}]
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
+
+
+def test_keep_split_writes_the_published_split(tmp_path: Path, solid_image) -> None:
+    published = ["train", "train", "val", "test", "train", "val"]
+    coco = _coco_with_splits(tmp_path, solid_image, published)
+    result = runner.invoke(app, ["data", "split", str(coco), "--out", str(tmp_path / "run"), "--keep-split"])
+    assert result.exit_code == 0, result.output
+    dataset = load_dataset_json(tmp_path / "run" / "dataset.json")
+    assert {s.path.name: s.split for s in dataset.samples} == {f"{i}.png": p for i, p in enumerate(published)}
+
+
+def test_keep_split_refuses_images_without_one(tmp_path: Path, solid_image, capsys, monkeypatch) -> None:
+    coco = _coco_with_splits(tmp_path, solid_image, ["train", None, "val", "test"])
+    code, err = _main(capsys, monkeypatch, "data", "split", str(coco), "--out", str(tmp_path / "run"), "--keep-split")
+    assert code == 2 and "1 of 4 images have no published split" in err and str(coco) in err
+    assert not (tmp_path / "run" / "dataset.json").exists()

