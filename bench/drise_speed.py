@@ -10,9 +10,9 @@
    tolerance, the masks the stopping rule would have used (``stopping_point``) and the Pearson correlation of the
    map at that point with the map after all masks.
 
-Faster R-CNN here is the detection architecture with the shipped ImageNet backbone and an untrained head (the
-cost of a forward pass does not depend on training); its detections are noise, so the convergence part uses
-MTCNN's real face detections unless ``--convergence frcnn`` is given.
+Faster R-CNN here is a detector trained by ``iconolens detect train`` when ``--model`` names one, else the
+``--backbone`` architecture with the shipped ImageNet trunk and an untrained head (its detections are noise, so the
+convergence part then uses MTCNN's real face detections unless ``--convergence frcnn`` is given).
 
     .venv/bin/python bench/drise_speed.py --size 320 --batch-size 16 --rounds 3 --reference-masks 1000
 """
@@ -29,7 +29,8 @@ import torch
 
 from iconolens.data.images import load_image
 from iconolens.detect.evaluation import image_tensor
-from iconolens.detect.faster_rcnn import FasterRCNNDetector, build_faster_rcnn
+from iconolens.detect.checkpoint import load_detector
+from iconolens.detect.faster_rcnn import BACKBONES, FasterRCNNDetector, build_faster_rcnn
 from iconolens.detect.mtcnn import MTCNNDetector
 from iconolens.explain.drise import drise, generate_masks, stopping_point
 
@@ -100,13 +101,17 @@ def main() -> None:
     parser.add_argument("--convergence", choices=("mtcnn", "frcnn", "none"), default="mtcnn")
     parser.add_argument("--tolerances", type=float, nargs="+", default=[0.05, 0.02, 0.01, 0.005, 0.002])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backbone", default="mobilenet_v2_fpn", choices=BACKBONES)
+    parser.add_argument("--model", type=Path, default=None, help="a trained detector folder instead of --backbone")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     image, _ = image_tensor(load_image(args.image), args.size, args.size)
     torch.manual_seed(0)
     detectors = {
-        "frcnn": FasterRCNNDetector(build_faster_rcnn(1, min_size=args.size, max_size=args.size), ("person",)),
+        "frcnn": (load_detector(args.model)[0] if args.model else
+                  FasterRCNNDetector(build_faster_rcnn(1, args.backbone, min_size=args.size, max_size=args.size),
+                                     ("person",))),
         "mtcnn": MTCNNDetector(),
     }
     report = {"image": str(args.image), "size": list(image.shape[1:]), "threads": args.threads, "throughput": []}

@@ -149,3 +149,24 @@ def test_foreign_checkpoint_is_refused(tmp_path: Path) -> None:
         load_detector(tmp_path)
     with pytest.raises(BadCheckpointError, match="not a detector folder"):
         load_detector(tmp_path / "missing")
+
+
+@pytest.mark.slow
+def test_pyramid_detector_learns_to_find_squares(tmp_path: Path) -> None:
+    """100 steps on 24 images suffice to find held-out squares (false if boxes, flips or labels were mishandled)."""
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(36):
+        pixels = (rng.random((256, 256, 3)) * 60).astype(np.uint8)
+        side = int(rng.integers(32, 86))
+        x, y = (int(v) for v in rng.integers(0, 256 - side, size=2))
+        pixels[y:y + side, x:x + side] = 230
+        Image.fromarray(pixels).save(tmp_path / f"{i}.png")
+        box = Box(x, y, x + side, y + side, "square")
+        samples.append(Sample(str(i), tmp_path / f"{i}.png", ("square",), (box,), 256, 256))
+    train = Dataset(tuple(samples[:24]), ("square",), root=tmp_path)
+    test = Dataset(tuple(samples[24:]), ("square",), root=tmp_path)
+    model, meta = train_detector(train, iterations=100, batch_size=4, seed=0, min_size=256, max_size=256,
+                                 backbone="mobilenet_v2_fpn")
+    scores, _ = evaluate_detector(FasterRCNNDetector(model, meta.classes), test, min_size=256, max_size=256)
+    assert scores.ap50 > 0.8

@@ -81,7 +81,7 @@ def train(
     min_size: int = typer.Option(320, "--min-size", min=32, help="Shorter image side seen by the detector, in pixels."),
     max_size: int = typer.Option(512, "--max-size", min=32, help="Longest image side seen by the detector, in pixels."),
     backbone: str = typer.Option(
-        "mobilenet_v2", "--backbone",
+        "mobilenet_v2_fpn", "--backbone",
         help="mobilenet_v2 or efficientnet_lite0 (one stride-32 feature map), or either with _fpn (feature pyramid).",
     ),
     frozen_blocks: int = typer.Option(4, "--frozen-blocks", min=0, help="Early trunk stages kept frozen."),

@@ -12,7 +12,7 @@ import torch
 from torchvision.models.detection import FasterRCNN
 
 from iconolens.atomic import write_bytes_atomically, write_json_atomically
-from iconolens.detect.faster_rcnn import FasterRCNNDetector, build_faster_rcnn
+from iconolens.detect.faster_rcnn import DEFAULT_BACKBONE, FasterRCNNDetector, build_faster_rcnn
 from iconolens.errors import BadCheckpointError
 
 WEIGHTS = "weights.pt"
@@ -24,7 +24,7 @@ class DetectorMeta:
     """Enough to rebuild the detector: its object classes (background excluded), backbone and input sizes."""
 
     classes: tuple[str, ...]
-    backbone: str = "mobilenet_v2"
+    backbone: str = DEFAULT_BACKBONE
     min_size: int = 320
     max_size: int = 512
     metrics: dict[str, Any] = field(default_factory=dict)

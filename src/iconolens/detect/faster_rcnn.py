@@ -40,6 +40,7 @@ from iconolens.models.backbones import backbone_spec, load_backbone_weights
 BACKGROUND = "__background__"
 TRUNKS = ("mobilenet_v2", "efficientnet_lite0")
 BACKBONES = (*TRUNKS, *(name + "_fpn" for name in TRUNKS))
+DEFAULT_BACKBONE = "mobilenet_v2_fpn"
 REDUCED_CHANNELS = 256
 REPRESENTATION = 512
 
@@ -123,7 +124,7 @@ class ProbabilityRoIHeads(RoIHeads):
 
 def build_faster_rcnn(
     num_classes: int,
-    backbone: str = "mobilenet_v2",
+    backbone: str = DEFAULT_BACKBONE,
     backbone_weights: Path | str | None | bool = True,
     min_size: int = 320,
     max_size: int = 512,

@@ -23,7 +23,7 @@ from torchvision.models.detection import FasterRCNN
 from iconolens.data.images import load_image
 from iconolens.data.records import Box, Dataset, Sample
 from iconolens.detect.checkpoint import DetectorMeta
-from iconolens.detect.faster_rcnn import build_faster_rcnn, freeze_backbone_blocks
+from iconolens.detect.faster_rcnn import DEFAULT_BACKBONE, build_faster_rcnn, freeze_backbone_blocks
 from iconolens.errors import BadAnnotationError, BadInputError, IconolensError
 from iconolens.progress import progress
 
@@ -89,7 +89,7 @@ def train_detector(
     seed: int = 0,
     min_size: int = 320,
     max_size: int = 512,
-    backbone: str = "mobilenet_v2",
+    backbone: str = DEFAULT_BACKBONE,
     backbone_weights: Path | str | bool | None = True,
     frozen_blocks: int = 4,
     level: str = "figure",
