@@ -48,3 +48,14 @@ def test_matching_finds_false_positives_and_missed_objects() -> None:
     false_positives, missed = match_detections(found, truth)
     assert false_positives == [1, 2]
     assert missed == [1, 2]
+
+
+def test_difficult_boxes_are_neither_required_nor_penalised() -> None:
+    truth = [[Box(0, 0, 40, 40, "p"), Box(60, 60, 90, 90, "p", difficult=True)]]
+    only_easy = [[ScoredBox(0, 0, 40, 40, "p", 0.9)]]
+    both = [[ScoredBox(0, 0, 40, 40, "p", 0.9), ScoredBox(60, 60, 90, 90, "p", 0.95)]]
+    assert coco_average_precision(truth, only_easy, ["p"]).ap50 == pytest.approx(1.0)
+    assert coco_average_precision(truth, both, ["p"]).ap50 == pytest.approx(1.0)
+    # counted like the others, the missed difficult box halves the recall: 51 of 101 recall points
+    counted = coco_average_precision(truth, only_easy, ["p"], ignore_difficult=False)
+    assert counted.ap50 == pytest.approx(51 / 101)

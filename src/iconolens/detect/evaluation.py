@@ -2,6 +2,8 @@
 
 The numbers come from pycocotools (the reference implementation: 101-point interpolated precision, at most 100
 detections per image), fed with the collection's boxes as ground truth and the detector's boxes as results.
+Boxes marked difficult (People-Art, Pascal VOC) are neither required nor penalised, as in the VOC protocol those
+collections were published with: they enter as COCO crowd regions, so a detection lying on one is ignored.
 """
 
 from __future__ import annotations
@@ -61,9 +63,13 @@ class DetectionScores:
 
 
 def coco_average_precision(
-    ground_truth: Sequence[Sequence[Box]], predictions: Sequence[Sequence[ScoredBox]], classes: Sequence[str]
+    ground_truth: Sequence[Sequence[Box]], predictions: Sequence[Sequence[ScoredBox]], classes: Sequence[str],
+    ignore_difficult: bool = True,
 ) -> DetectionScores:
-    """AP@0.5 and AP@0.5:0.95 of ``predictions`` against ``ground_truth`` (one list per image, same order)."""
+    """AP@0.5 and AP@0.5:0.95 of ``predictions`` against ``ground_truth`` (one list per image, same order).
+
+    ``ignore_difficult=False`` scores difficult boxes like any other.
+    """
     if len(ground_truth) != len(predictions):
         raise BadInputError(f"{len(ground_truth)} images of ground truth but {len(predictions)} of predictions")
     category = {name: i + 1 for i, name in enumerate(classes)}
@@ -75,7 +81,8 @@ def coco_average_precision(
                 continue
             annotations.append({
                 "id": len(annotations) + 1, "image_id": i + 1, "category_id": category[box.label],
-                "bbox": [box.x0, box.y0, box.width, box.height], "area": box.area, "iscrowd": 0,
+                "bbox": [box.x0, box.y0, box.width, box.height], "area": box.area,
+                "iscrowd": int(ignore_difficult and box.difficult),
             })
     results = [
         {"image_id": i + 1, "category_id": category[d.label], "bbox": [d.x0, d.y0, d.x1 - d.x0, d.y1 - d.y0],

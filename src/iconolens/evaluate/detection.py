@@ -15,8 +15,6 @@ procedure selected); a class with no expert box there has no AP and is left out 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -27,7 +25,8 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from iconolens.data.records import Dataset, Level
+from iconolens.data.records import Box, Dataset, Level
+from iconolens.detect.evaluation import ScoredBox, coco_average_precision
 from iconolens.evaluate.boxes import DerivedBox
 
 MATCH_IOU = 0.5
@@ -81,50 +80,17 @@ def coco_ap50(
     classes: Sequence[str],
     image_ids: Sequence[str],
 ) -> dict[str, float]:
-    """AP at IoU 0.5 per class with pycocotools; NaN for a class without expert boxes."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    image_index = {s: i for i, s in enumerate(image_ids, start=1)}
-    category = {c: i for i, c in enumerate(classes, start=1)}
-    annotations = []
+    """AP at IoU 0.5 per class with pycocotools over ``image_ids``; NaN for a class without expert boxes."""
+    index = {sid: i for i, sid in enumerate(image_ids)}
+    expert: list[list[Box]] = [[] for _ in image_ids]
     for (sid, cls), boxes in truth.items():
-        for x0, y0, x1, y1 in boxes:
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_index[sid], "category_id": category[cls],
-                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
-            })
-    results = [
-        {"image_id": image_index[d.sample_id], "category_id": category[d.label],
-         "bbox": [d.x0, d.y0, d.x1 - d.x0, d.y1 - d.y0], "score": d.score}
-        for d in detections if d.sample_id in image_index and d.label in category
-    ]
-    with_truth = {cls for (_, cls), listed in truth.items() if listed}
-    out = {c: (0.0 if c in with_truth else float("nan")) for c in classes}
-    if not annotations or not results:
-        return out
-    quiet = io.StringIO()
-    with contextlib.redirect_stdout(quiet):
-        gt = COCO()
-        gt.dataset = {
-            "images": [{"id": i} for i in image_index.values()],
-            "categories": [{"id": i, "name": c} for c, i in category.items()],
-            "annotations": annotations,
-        }
-        gt.createIndex()
-        dt = gt.loadRes(results)
-        evaluation = COCOeval(gt, dt, iouType="bbox")
-        evaluation.params.imgIds = list(image_index.values())
-        evaluation.params.catIds = list(category.values())
-        evaluation.evaluate()
-        evaluation.accumulate()
-    t = int(np.argmin(np.abs(evaluation.params.iouThrs - MATCH_IOU)))
-    precision = evaluation.eval["precision"][t, :, :, 0, -1]  # recall x class, area "all", most detections
-    for k, cls in enumerate(classes):
-        column = precision[:, k]
-        if cls in with_truth:
-            out[cls] = float(column[column > -1].mean()) if (column > -1).any() else 0.0
-    return out
+        if sid in index:
+            expert[index[sid]].extend(Box(*box, label=cls) for box in boxes)
+    found: list[list[ScoredBox]] = [[] for _ in image_ids]
+    for d in detections:
+        if d.sample_id in index:
+            found[index[d.sample_id]].append(ScoredBox(d.x0, d.y0, d.x1, d.y1, d.label, d.score))
+    return coco_average_precision(expert, found, classes, ignore_difficult=False).per_class_ap50
 
 
 def evaluate_derived_boxes(
