@@ -7,7 +7,8 @@ features are ``M @ F`` with ``M[(roi, py, px), (y, x)] = Ay[roi, py, y] * Ax[roi
 forward and one backward, on all cores. The weights reproduce torchvision's bilinear sampling exactly (samples
 more than one cell outside the map count as zero, others are clamped to the border; a RoI is at least one cell
 wide; each bin averages ``ratio x ratio`` samples), and RoIs are assigned to pyramid levels as
-:class:`torchvision.ops.MultiScaleRoIAlign` does, so the module is a drop-in replacement for it.
+:class:`torchvision.ops.MultiScaleRoIAlign` does, so the module is a drop-in replacement for it. Without
+gradients (inference, D-RISE) torchvision's own forward runs, which is as fast and never builds the matrix.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class MatrixRoIAlign(MultiScaleRoIAlign):
         return (level.clamp(min=low, max=high) - low).long()
 
     def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
+        if not torch.is_grad_enabled():  # inference: torchvision's forward is as fast and needs no large matrix
+            return super().forward(x, boxes, image_shapes)
         features = [x[name] for name in self.featmap_names if name in x]
         tallest = max(shape[0] for shape in image_shapes)  # torchvision infers each level's stride from heights
         scales = [2.0 ** round(math.log2(f.shape[-2] / tallest)) for f in features]
