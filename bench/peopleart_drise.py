@@ -8,7 +8,9 @@ detection:
 - pointing game against the detection's own box, and against the expert box it matches (IoU >= 0.5), if any;
   chance level is the share of the image the box covers (a peak at a uniformly random pixel);
 - deletion and insertion areas (similarity of the best-matching detection as the top pixels are blurred away
-  or restored; kernel 51, sigma 50, 20 steps) for the D-RISE map and for a random map (uniform noise, seeded).
+  or restored; kernel 51, sigma 50, ``--steps`` steps) for the D-RISE map and for two random maps (seeded):
+  per-pixel uniform noise, and smooth noise (an 8 x 8 grid of uniform values upsampled bilinearly), which
+  removes and restores coherent regions as a saliency map does.
 
 The average saliency map over all detections (each map cropped to its box, resized, normalised) is written
 as a PNG to ``--out``.
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torchvision.ops import box_iou
 
@@ -36,6 +39,11 @@ from iconolens.detect.measures import average_saliency, detection_perturbation_c
 from iconolens.explain.drise import drise
 
 PEOPLEART = Path(__file__).resolve().parents[2] / "shared" / "data" / "peopleart"
+
+
+def smooth_noise(shape: tuple[int, int], rng: np.random.Generator, cells: int = 8) -> np.ndarray:
+    coarse = torch.from_numpy(rng.random((1, 1, cells, cells)).astype(np.float32))
+    return F.interpolate(coarse, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
 def main() -> None:
@@ -77,6 +85,8 @@ def main() -> None:
             curves = detection_perturbation_curves(detector, image, saliency, one, steps=args.steps)
             noise = rng.random(saliency.shape).astype(np.float32)
             chance = detection_perturbation_curves(detector, image, noise, one, steps=args.steps)
+            smooth = detection_perturbation_curves(detector, image, smooth_noise(saliency.shape, rng), one,
+                                                   steps=args.steps)
             rows.append({
                 "image": sample.id, "score": round(float(targets.scores[k]), 3),
                 "box_share": (box[2] - box[0]) * (box[3] - box[1]) / (height * width),
@@ -84,6 +94,7 @@ def main() -> None:
                 "hit_expert_box": None if matched is None else pointing_game(saliency, matched),
                 "deletion": curves.deletion_auc, "insertion": curves.insertion_auc,
                 "random_deletion": chance.deletion_auc, "random_insertion": chance.insertion_auc,
+                "smooth_deletion": smooth.deletion_auc, "smooth_insertion": smooth.insertion_auc,
             })
             maps.append(saliency)
             boxes.append(box)
@@ -97,14 +108,16 @@ def main() -> None:
     mean = lambda key, items=rows: float(np.mean([r[key] for r in items]))  # noqa: E731
     print(f"\n{explained} paintings, {len(rows)} detections (score >= {args.min_score}), {args.masks} masks each, "
           f"{seconds:.0f} s")
-    print("| measure | D-RISE | chance |")
-    print("|---|---|---|")
-    print(f"| pointing game, own box | {mean('hit_own_box'):.3f} | {mean('box_share'):.3f} |")
+    print("| measure | D-RISE | chance: per-pixel noise | chance: smooth noise |")
+    print("|---|---|---|---|")
+    print(f"| pointing game, own box | {mean('hit_own_box'):.3f} | {mean('box_share'):.3f} | |")
     if matched_rows:
         print(f"| pointing game, matched expert box ({len(matched_rows)} detections) | "
-              f"{mean('hit_expert_box', matched_rows):.3f} | {mean('box_share', matched_rows):.3f} |")
-    print(f"| deletion area (lower is better) | {mean('deletion'):.3f} | {mean('random_deletion'):.3f} |")
-    print(f"| insertion area (higher is better) | {mean('insertion'):.3f} | {mean('random_insertion'):.3f} |")
+              f"{mean('hit_expert_box', matched_rows):.3f} | {mean('box_share', matched_rows):.3f} | |")
+    for name in ("deletion", "insertion"):
+        better = "lower" if name == "deletion" else "higher"
+        print(f"| {name} area ({better} is better) | {mean(name):.3f} | {mean('random_' + name):.3f} "
+              f"| {mean('smooth_' + name):.3f} |")
 
 
 if __name__ == "__main__":

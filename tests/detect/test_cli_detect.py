@@ -115,3 +115,11 @@ def test_explain_detections_above_the_score_threshold(run_cli, trained, tmp_path
     report = json.loads((tmp_path / "x" / "s1" / "explanation.json").read_text())
     assert len(report["targets"]) == int((scores >= threshold).sum())
     assert all(t["score"] >= threshold - 1e-6 for t in report["targets"])
+
+
+def test_train_refuses_an_unknown_backbone_in_one_sentence(run_cli, trained, tmp_path) -> None:
+    _, coco, _ = trained
+    code, _, err = run_cli("detect", "train", "--coco", str(coco), "--backbone", "resnet50",
+                            "--out", str(tmp_path / "m"), "--iterations", "1")
+    assert code == 2 and "unknown detector backbone 'resnet50'" in err and "mobilenet_v2_fpn" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
