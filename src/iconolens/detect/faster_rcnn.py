@@ -45,6 +45,12 @@ REDUCED_CHANNELS = 256
 REPRESENTATION = 512
 
 
+def check_backbone(name: str) -> None:
+    """Refuse a backbone name the detector cannot build, naming the ones it can."""
+    if name not in BACKBONES:
+        raise BadInputError(f"unknown detector backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+
+
 def frozen_batch_norm(module: nn.Module) -> nn.Module:
     """``module`` with every BatchNorm2d replaced by a FrozenBatchNorm2d holding the same statistics."""
     for name, child in module.named_children():
@@ -137,8 +143,7 @@ def build_faster_rcnn(
     ``backbone_weights``: True for the shipped ImageNet file, a path for another state dict of that classifier,
     False/None for random initialisation (tests, or loading a whole checkpoint afterwards).
     """
-    if backbone not in BACKBONES:
-        raise BadInputError(f"unknown detector backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    check_backbone(backbone)
     if num_classes < 1:
         raise BadInputError("a detector needs at least one object class")
     trunk_name = backbone.removesuffix("_fpn")

@@ -23,7 +23,7 @@ from torchvision.models.detection import FasterRCNN
 from iconolens.data.images import load_image
 from iconolens.data.records import Box, Dataset, Sample
 from iconolens.detect.checkpoint import DetectorMeta
-from iconolens.detect.faster_rcnn import BACKBONES, DEFAULT_BACKBONE, build_faster_rcnn, freeze_backbone_blocks
+from iconolens.detect.faster_rcnn import DEFAULT_BACKBONE, build_faster_rcnn, check_backbone, freeze_backbone_blocks
 from iconolens.errors import BadAnnotationError, BadInputError, IconolensError
 from iconolens.progress import progress
 
@@ -105,8 +105,7 @@ def train_detector(
         raise BadAnnotationError("the collection has no boxes to train a detector on", dataset.root)
     if iterations < 1 or batch_size < 1:
         raise BadInputError("training needs at least one iteration and a batch size of at least 1")
-    if backbone not in BACKBONES:
-        raise BadInputError(f"unknown detector backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    check_backbone(backbone)  # before the images are read
     images: list[TrainingImage] = []
     skipped = 0
     for sample in progress(dataset.samples, "loading images"):
