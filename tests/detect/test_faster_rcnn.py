@@ -12,7 +12,15 @@ from iconolens.data.records import Box, Dataset, Sample
 from iconolens.detect.checkpoint import DetectorMeta, load_detector, save_detector
 from iconolens.detect.evaluation import evaluate_detector
 from iconolens.detect.faster_rcnn import BACKBONES, FasterRCNNDetector, build_faster_rcnn, classification_trunk
-from iconolens.detect.training import read_coco_detections, train_detector, with_pseudo_boxes
+from iconolens.detect.training import (
+    BalancedBatches,
+    TrainingImage,
+    check_detector,
+    held_out_slice,
+    read_coco_detections,
+    train_detector,
+    with_pseudo_boxes,
+)
 from iconolens.errors import BadAnnotationError, BadCheckpointError, BadInputError
 from iconolens.models.backbones import backbone_spec, build_classifier
 
@@ -170,3 +178,67 @@ def test_pyramid_detector_learns_to_find_squares(tmp_path: Path) -> None:
                                  backbone="mobilenet_v2_fpn")
     scores, _ = evaluate_detector(FasterRCNNDetector(model, meta.classes), test, min_size=256, max_size=256)
     assert scores.ap50 > 0.8
+
+
+def test_balanced_batches_hold_a_fixed_share_of_negatives() -> None:
+    has_boxes = [True] * 3 + [False] * 9
+    batches = BalancedBatches(has_boxes, batch_size=4, negative_share=0.25, rng=np.random.default_rng(0))
+    drawn = [batches.next() for _ in range(9)]
+    assert all(sum(not has_boxes[i] for i in b) == 1 and len(b) == 4 for b in drawn)
+    # three positives per batch, drawn as whole permutations: each positive exactly 9 times in 9 batches
+    counts = np.bincount([i for b in drawn for i in b], minlength=12)
+    assert counts[:3].tolist() == [9, 9, 9] and counts[3:].sum() == 9 and counts[3:].max() == 1
+    only_positives = BalancedBatches([True, True], batch_size=3, negative_share=0.5, rng=np.random.default_rng(0))
+    assert len(only_positives.next()) == 3
+
+
+def _item(boxes: list[list[float]]) -> TrainingImage:
+    return TrainingImage("x", torch.zeros(3, 8, 8, dtype=torch.uint8), torch.tensor(boxes).reshape(-1, 4),
+                         torch.ones(len(boxes), dtype=torch.int64), 1.0)
+
+
+def test_held_out_slice_spares_images_only_when_enough_remain() -> None:
+    many = [_item([[0, 0, 4, 4]]) for _ in range(100)] + [_item([]) for _ in range(50)]
+    train, held = held_out_slice(many, np.random.default_rng(0))
+    assert len(held) == 5 and len(train) == 145 and all(len(t.boxes) for t in held)
+    few = [_item([[0, 0, 4, 4]]) for _ in range(12)]
+    assert held_out_slice(few, np.random.default_rng(0)) == (few, [])
+
+
+class _FixedDetections:
+    """Stands in for a Faster R-CNN in eval mode: the same boxes and scores for every image."""
+
+    def __init__(self, boxes, scores) -> None:
+        self.out = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                    "scores": torch.tensor(scores, dtype=torch.float32)}
+
+    def __call__(self, images):
+        return [self.out for _ in images]
+
+
+def test_check_counts_detections_and_recall_and_flags_a_collapse() -> None:
+    images = [_item([[0, 0, 10, 10], [20, 20, 30, 30]])]
+    # one box found exactly, one detection elsewhere, one below the threshold: recall 1/2, 2 detections
+    model = _FixedDetections([[0, 0, 10, 10], [50, 50, 60, 60], [20, 20, 30, 30]], [0.9, 0.8, 0.01])
+    check = check_detector(model, images, score_threshold=0.05, held_out=True)
+    assert (check.detections, check.boxes, check.recall50) == (2, 2, 0.5)
+    assert not check.collapsed and check.warning() is None
+    silent = check_detector(_FixedDetections([[0, 0, 10, 10]], [0.01]), images, 0.05, held_out=True)
+    assert silent.collapsed and silent.recall50 == 0.0
+    assert "collapsed to background" in silent.warning() and "1 held-out training images" in silent.warning()
+
+
+def test_training_records_its_check_and_can_start_from_a_detector(tmp_path: Path) -> None:
+    dataset = _squares(tmp_path, n=3)
+    first, meta = train_detector(dataset, iterations=1, batch_size=2, seed=0, min_size=64, max_size=64,
+                                 backbone_weights=False)
+    assert meta.metrics["check"]["images"] == 3 and meta.metrics["check"]["held_out"] is False
+    state = {k: v.clone() for k, v in first.state_dict().items()}
+    second, _ = train_detector(dataset, iterations=1, batch_size=2, seed=0, min_size=64, max_size=64,
+                               backbone_weights=False, initial_state=state, learning_rate=0.0)
+    # a zero learning rate leaves the starting detector's weights as they were
+    for name, value in second.state_dict().items():
+        assert torch.equal(value, state[name]), name
+    with pytest.raises(BadInputError, match="starting detector does not fit"):
+        train_detector(dataset, iterations=1, min_size=64, max_size=64, backbone_weights=False,
+                       initial_state={"x": torch.zeros(1)})

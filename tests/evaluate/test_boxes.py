@@ -145,3 +145,59 @@ def test_written_files_are_coco_that_readers_load(tmp_path):
         b.sample_id: [b.xyxy] for b in derived.boxes
     }
     assert all(b.label == "Peter" and b.level == "figure" for s in back.samples for b in s.boxes)
+
+
+def _group_collection(tmp_path: Path):
+    """A group scene (two people), a portrait (one person and no dog to be seen); maps at image size."""
+    from PIL import Image
+
+    for name in ("group", "portrait"):
+        Image.new("RGB", (60, 40), (120, 80, 40)).save(tmp_path / f"{name}.png")
+    store = MapStore(tmp_path / "maps" / "gradcam")
+    store.initialise(["person", "dog"], "gradcam", {})
+    group = np.zeros((2, 40, 60), dtype=np.float32)
+    group[0, 5:15, 5:15] = 1.0  # the more salient person
+    group[0, 20:30, 40:50] = 0.6  # the other one
+    portrait = np.zeros((2, 40, 60), dtype=np.float32)
+    portrait[0, 10:30, 20:35] = 0.5  # normalised to 1.0; the dog map stays constant (zeros)
+    store.write("group", group, np.array([0.8, 0.1]))
+    store.write("portrait", portrait, np.array([0.9, 0.4]))
+    samples = (
+        Sample("group", tmp_path / "group.png", ("person",), (), width=60, height=40),
+        Sample("portrait", tmp_path / "portrait.png", ("person", "dog"), (), width=60, height=40),
+    )
+    return Dataset(samples=samples, classes=("person", "dog")), store
+
+
+def test_derive_boxes_finds_every_instance(tmp_path):
+    dataset, store = _group_collection(tmp_path)
+    recipe = BoxRecipe(level="figure", gate=False, instances=True)
+    derived = derive_boxes(dataset, store, recipe, method="gradcam")
+    by_image = {sid: [(b.label, b.xyxy) for b in derived.boxes if b.sample_id == sid] for sid in ("group", "portrait")}
+    assert by_image == {
+        "group": [("person", (5.0, 5.0, 15.0, 15.0)), ("person", (40.0, 20.0, 50.0, 30.0))],  # best first
+        "portrait": [("person", (20.0, 10.0, 35.0, 30.0))],
+    }
+    scores = [b.score for b in derived.boxes]
+    stored = float(np.float16(0.6))  # the store keeps maps as float16
+    assert scores == pytest.approx([1.0 * 0.8, stored * 0.8, 1.0 * 0.9])
+    assert [b.peak_height for b in derived.boxes] == pytest.approx([1.0, stored, 1.0])
+    assert derived.counts["boxes"] == 3 and derived.counts["empty_foreground"] == 1  # the dog's blank map
+    assert set(derived.selected) == {"group", "portrait"}
+    record = recipe.to_json()
+    assert record["instances"] is True and record["threshold"] is None
+    assert record["instance_parameters"] == {"min_distance": 0.1, "relative_height": 0.3, "region_fraction": 0.2,
+                                             "nms_iou": 0.5, "max_instances": 20}
+    # The library's default is still one box around the whole foreground.
+    one = derive_boxes(dataset, store, BoxRecipe(level="figure", gate=False), method="gradcam")
+    assert [b.xyxy for b in one.boxes if b.sample_id == "group"] == [(5.0, 5.0, 50.0, 30.0)]
+    assert BoxRecipe().to_json()["instance_parameters"] is None
+
+
+def test_instance_recipe_refuses_a_threshold():
+    from iconolens.errors import BadInputError
+
+    with pytest.raises(BadInputError):
+        BoxRecipe(instances=True, threshold=0.1)
+    with pytest.raises(BadInputError):
+        BoxRecipe(instances=True, nms_iou=1.5)

@@ -92,6 +92,43 @@ def test_boxes_gate_selects_good_maps_only(run_cli, run):
     assert "0 boxes" in out
 
 
+def test_boxes_instances_finds_each_person_and_writes_the_new_columns(run_cli, tmp_path):
+    rundir = RunDirectory(tmp_path / "group")
+    path = tmp_path / "group.png"
+    Image.new("RGB", (80, 40), (90, 60, 30)).save(path)
+    people = (Box(5, 5, 25, 35, "person"), Box(45, 5, 65, 35, "person"))
+    save_dataset_json(Dataset(samples=(Sample("group", path, ("person",), people, width=80, height=40),),
+                              classes=("person",)), rundir.dataset_json)
+    store = MapStore(rundir.maps_dir("good"))
+    store.initialise(["person"], "good", {})
+    maps = np.zeros((1, 40, 80), dtype=np.float32)
+    maps[0, 5:35, 5:25] = 1.0
+    maps[0, 5:35, 45:65] = 0.75
+    store.write("group", maps, np.array([0.9], dtype=np.float32))
+    code, _, err = run_cli("boxes", "--run", str(rundir.root), "--method", "good", "--no-gate", "--one-box")
+    assert code == 0, err
+    code, out, err = run_cli("boxes", "--run", str(rundir.root), "--method", "good", "--no-gate", "--instances",
+                             "--max-instances", "5")
+    assert code == 0, err
+    detections = json.loads((rundir.boxes_dir / "good-instances_figure_detections.json").read_text())
+    assert [d["bbox"] for d in detections] == [[5.0, 5.0, 20.0, 30.0], [45.0, 5.0, 20.0, 30.0]]
+    with open(rundir.metrics_dir / "boxes_figure.csv") as handle:
+        reader = csv.DictReader(handle)
+        assert {"corloc", "recall50", "map50_ignore_difficult", "boxes_per_image"} <= set(reader.fieldnames)
+        rows = {r["method"]: r for r in reader}
+    # One box around both people (5..65 x 5..35) overlaps each by 600 / 1800 = 1/3: nothing found.
+    assert float(rows["good"]["recall50"]) == 0.0 and float(rows["good"]["corloc"]) == 0.0
+    assert float(rows["good"]["boxes_per_image"]) == 1.0
+    assert float(rows["good-instances"]["recall50"]) == 1.0 and float(rows["good-instances"]["corloc"]) == 100.0
+    assert float(rows["good-instances"]["boxes_per_image"]) == 2.0
+    assert float(rows["good-instances"]["map50_ignore_difficult"]) == pytest.approx(1.0)
+    record = json.loads((rundir.metrics_dir / "boxes_figure_good-instances.json").read_text())
+    assert record["recipe"]["instances"] is True and record["recipe"]["instance_parameters"]["max_instances"] == 5
+    table = (rundir.metrics_dir / "boxes_figure.md").read_text()
+    assert "CorLoc (%)" in table and "Recall (IoU 0.5)" in table and "boxes / image" in table
+    assert "good-instances" in out
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [
@@ -102,6 +139,9 @@ def test_boxes_gate_selects_good_maps_only(run_cli, run):
         (["boxes", "--run", "{run}", "--method", "good", "--threshold", "0.1", "--percentile", "90"],
          "not both"),
         (["boxes", "--run", "{run}", "--method", "nope"], "no maps of method 'nope'"),
+        (["boxes", "--run", "{run}", "--method", "good", "--min-distance", "0.2"], "only apply with --instances"),
+        (["boxes", "--run", "{run}", "--method", "good", "--instances", "--threshold", "0.1"],
+         "apply to --one-box only"),
     ],
 )
 def test_bad_input_is_one_sentence(run_cli, run, tmp_path, args, fragment):
@@ -151,3 +191,19 @@ def test_evaluate_with_faithfulness_uses_the_runs_model(run_cli, run):
 def test_faithfulness_without_a_model_is_one_sentence(run_cli, run):
     code, _, err = run_cli("evaluate", "--run", str(run.root), "--faithfulness-images", "1")
     assert code == 2 and "checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
+def test_boxes_help_states_the_instance_defaults_of_the_library(run_cli, monkeypatch):
+    from iconolens.evaluate import instances
+
+    monkeypatch.setenv("COLUMNS", "200")  # wide enough that no option name is cut short
+    code, out, _ = run_cli("boxes", "--help")
+    assert code == 0
+    text = " ".join(out.replace("│", " ").split())
+    for option, value in (("--min-distance", instances.DEFAULT_MIN_DISTANCE),
+                          ("--relative-height", instances.DEFAULT_RELATIVE_HEIGHT),
+                          ("--region-fraction", instances.DEFAULT_REGION_FRACTION),
+                          ("--nms-iou", instances.DEFAULT_NMS_IOU),
+                          ("--max-instances", instances.DEFAULT_MAX_INSTANCES)):
+        assert option in text
+        assert f"(default {value})" in text

@@ -88,3 +88,47 @@ def test_no_boxes_at_all_is_defined():
     assert math.isnan(scores.average_iou)
     assert scores.gt_known_loc == 0.0 and scores.map50 == 0.0
     assert scores.row()["average_iou"] is None
+
+
+def test_corloc_recall_and_voc_map_by_hand():
+    ds = _dataset({
+        "a": [Box(0, 0, 10, 10, "person"), Box(50, 50, 70, 70, "person")],
+        "b": [Box(0, 0, 20, 20, "person")],
+        "c": [Box(10, 10, 30, 30, "person", difficult=True)],
+    })
+    dets = [
+        _det("a", 0, 0, 10, 10, 0.9),  # top box of (a, person): IoU 1 -> a CorLoc success
+        _det("a", 50, 50, 70, 60, 0.5),  # IoU 200 / 400 = 0.5: recalled (>= 0.5), not a GT-known hit (> 0.5)
+        _det("b", 60, 60, 80, 80, 0.8),  # top box of (b, person) misses -> a CorLoc failure ...
+        _det("b", 0, 0, 20, 20, 0.3),  # ... although a lower box finds the person
+    ]  # (c, person) has an expert box and no derived box: a CorLoc failure
+    scores = evaluate_derived_boxes(ds, dets, "m")
+    assert scores.corloc == pytest.approx(100 * 1 / 3)
+    assert scores.recall50 == pytest.approx(3 / 4)
+    assert scores.gt_known_loc == pytest.approx(100 * 2 / 4)
+    assert scores.boxes_per_image == pytest.approx(4 / 2)  # 4 boxes on the 2 images that have any
+    assert scores.n_positive_pairs == 3 and scores.n_images_with_boxes == 2
+    assert scores.average_iou == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+    # Ranked: hit, miss, hit, hit. With the difficult box counted (4 experts), recall/precision run
+    # (1/4, 1), (1/4, 1/2), (2/4, 2/3), (3/4, 3/4): interpolated precision 1 at the 26 recall levels
+    # 0..0.25, 3/4 at the 50 levels 0.26..0.75, 0 beyond.
+    assert scores.map50 == pytest.approx((26 * 1 + 50 * 0.75) / 101)
+    # Ignoring it (3 experts): (1/3, 1), (1/3, 1/2), (2/3, 2/3), (1, 3/4): 1 at 0..0.33, 3/4 at 0.34..1.
+    assert scores.map50_ignore_difficult == pytest.approx((34 * 1 + 67 * 0.75) / 101)
+    row = scores.row()
+    assert row["corloc"] == pytest.approx(33.33) and row["recall50"] == 0.75 and row["boxes_per_image"] == 2.0
+    assert list(row)[:8] == ["method", "average_iou", "gt_known_loc", "map50", "corloc", "recall50",
+                             "map50_ignore_difficult", "boxes_per_image"]
+    per_class = scores.to_json()["ap_per_class_ignore_difficult"]
+    assert per_class["person"] == pytest.approx(scores.map50_ignore_difficult, abs=1e-4)
+
+
+def test_instance_measures_without_boxes_or_truth():
+    ds = _dataset({"a": [Box(0, 0, 10, 10, "person")], "b": []})
+    nothing = evaluate_derived_boxes(ds, [], "m")
+    assert nothing.corloc == 0.0 and nothing.recall50 == 0.0
+    assert nothing.map50_ignore_difficult == 0.0
+    assert math.isnan(nothing.boxes_per_image) and nothing.row()["boxes_per_image"] is None
+    no_truth = evaluate_derived_boxes(ds, [_det("b", 0, 0, 5, 5, 0.5)], "m", image_ids=["b"])
+    assert math.isnan(no_truth.corloc) and math.isnan(no_truth.recall50)
+    assert no_truth.boxes_per_image == 1.0

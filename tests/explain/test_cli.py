@@ -134,3 +134,14 @@ def test_overlay_writes_pictures(run: Path, tmp_path: Path):
     assert tuple(picture[20, 5]) == (255, 0, 0)  # left edge of the expert box (5, 6, 30, 35)
     bad = invoke("overlay", "--run", str(run), "--method", "gradcam", "--images", "p9", "--out", str(out))
     assert bad.exit_code != 0 and "no image with id 'p9'" in str(bad.exception)
+
+
+def test_explaining_at_a_larger_input_gives_finer_maps_and_refuses_to_mix_sizes(run: Path):
+    result = invoke("explain", "--run", str(run), "--methods", "cam", "--image-size", "128")
+    assert result.exit_code == 0, result.output
+    store = MapStore(run / "maps" / "cam")
+    maps, _ = store.read("p0")
+    assert maps.shape == (3, 4, 4)  # ResNet's stride 32 at 128 px, against 2 x 2 at the model's own 64 px
+    assert store.meta()["params"]["input_size"] == 128
+    again = invoke("explain", "--run", str(run), "--methods", "cam")
+    assert again.exit_code != 0 and "other settings (input_size)" in str(again.exception)

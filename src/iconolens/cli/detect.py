@@ -85,6 +85,10 @@ def train(
         help="mobilenet_v2 or efficientnet_lite0 (one stride-32 feature map), or either with _fpn (feature pyramid).",
     ),
     frozen_blocks: int = typer.Option(4, "--frozen-blocks", min=0, help="Early trunk stages kept frozen."),
+    negative_share: float = typer.Option(
+        0.25, "--negative-share", min=0.0, max=0.99,
+        help="Share of each batch taken from images without boxes (negatives); the rest have boxes.",
+    ),
     weights: Optional[Path] = typer.Option(
         None, "--weights", help="ImageNet state dict of the trunk's classifier (default: the file shipped in a package)."
     ),
@@ -107,9 +111,22 @@ def train(
         dataset, iterations=iterations, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
         min_size=min_size, max_size=max_size, backbone=backbone,
         backbone_weights=weights if weights is not None else True, frozen_blocks=frozen_blocks, level=level,
+        negative_share=negative_share,
     )
     save_detector(out, model, meta)
     console.print(f"detector for {', '.join(meta.classes)} trained on {meta.metrics['images']} images: {out}")
+    _print_check(meta.metrics)
+
+
+def _print_check(metrics: dict) -> None:
+    """The held-out check of a training run: its recall, or the warning that the detector collapsed."""
+    check = metrics["check"]
+    if "warning" in metrics:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold yellow]warning:[/] {metrics['warning']}")
+    else:
+        where = "held-out" if check["held_out"] else "training"
+        console.print(f"check on {check['images']} {where} images: {check['detections']} boxes above "
+                      f"{check['score_threshold']:g}, recall@0.5 {check['recall50']:.2f} of their {check['boxes']} boxes")
 
 
 def evaluate(
@@ -266,9 +283,83 @@ def explain(
         write_json_atomically(out / "average_saliency.json", {"targets": len(crops), "map": average.tolist()})
 
 
+def weak(
+    run: Path = typer.Option(..., "--run", help="Run folder whose dataset.json has image labels (boxes are not needed)."),
+    split: str = typer.Option("train", "--split", help="Split the classifier's maps, the pseudo boxes and the detector use."),
+    source: str = typer.Option(
+        "instances", "--source",
+        help="Pseudo boxes of round 0: instances (several per map: peaks grown into regions), mil (multiple-"
+        "instance learning over proposals, no classifier needed) or one-box (one box around each map's foreground).",
+    ),
+    method: str = typer.Option("cam", "--method", help="Saliency method whose maps give the boxes (instances, one-box)."),
+    map_size: int = typer.Option(448, "--map-size", min=32, help="Input size the maps are computed at (14 x 14 maps at 448 px)."),
+    rounds: int = typer.Option(1, "--rounds", min=0, help="Self-training rounds: the last detector re-labels the images, the next learns."),
+    iterations: int = typer.Option(600, "--iterations", min=1, help="Training steps of the first detector."),
+    round_iterations: int = typer.Option(300, "--round-iterations", min=1, help="Training steps of each later detector (it starts from the previous one)."),
+    relabel_score: float = typer.Option(
+        0.5, "--relabel-score", min=0.0, max=1.0,
+        help="Self-training: keep detections scoring at least this fraction of the image's best one.",
+    ),
+    backbone: str = typer.Option("mobilenet_v2_fpn", "--backbone", help="Detector backbone (see `iconolens detect train --help`)."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per detector training step."),
+    learning_rate: float = typer.Option(0.01, "--lr", help="Detector SGD learning rate after warm-up."),
+    min_size: int = typer.Option(320, "--min-size", min=32, help="Shorter image side seen by the detector."),
+    max_size: int = typer.Option(480, "--max-size", min=32, help="Longest image side seen by the detector."),
+    negative_share: float = typer.Option(0.25, "--negative-share", min=0.0, max=0.99, help="Share of each batch taken from images without boxes."),
+    evaluate_split: Optional[str] = typer.Option(
+        None, "--evaluate", help="Also score every round's detector on this split's expert boxes (e.g. val)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of every stage."),
+    threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
+) -> None:
+    """From image labels to a detector: classifier (if missing), maps, pseudo boxes, detector, self-training rounds.
+
+    Every stage writes into RUN (RUN/weak/round-<r>/boxes and detector, RUN/weak/summary.json) and is skipped
+    when its output exists, so an interrupted chain resumes; delete a stage's folder to redo it.
+    """
+    import torch
+
+    from iconolens.detect.self_training import RelabelRule
+    from iconolens.detect.weak import WeakDetectionPlan, weakly_supervised_detector
+
+    torch.set_num_threads(threads)
+    plan = WeakDetectionPlan(
+        split=split, source=source, method=method, map_size=map_size, rounds=rounds, iterations=iterations,  # type: ignore[arg-type]
+        round_iterations=round_iterations, relabel=RelabelRule(relative_score=relabel_score), backbone=backbone,
+        batch_size=batch_size, learning_rate=learning_rate, min_size=min_size, max_size=max_size,
+        negative_share=negative_share, seed=seed, evaluate_split=evaluate_split,
+    )
+    result = weakly_supervised_detector(run, plan, log=lambda message: console.print(message))
+    for stage in result.stages:
+        console.print(_stage_line(stage))
+    console.print(f"detector: {result.detector_dir}")
+
+
+def _stage_line(stage: dict) -> str:
+    """One printed line per stage of the weakly supervised chain."""
+    name = stage["stage"]
+    if stage.get("resumed") or stage.get("skipped"):
+        return f"{name}: already done"
+    if name.startswith("boxes"):
+        line = f"{name}: {stage['boxes']} boxes on {stage['images_with_boxes']} images"
+        if stage.get("scores"):
+            sc = stage["scores"]
+            line += f" (against the expert boxes: mAP@0.5 {sc.get('map50')}, recall@0.5 {sc.get('recall50')})"
+        return line
+    if name.startswith("detector"):
+        if stage.get("warning"):
+            return f"{name}: warning: {stage['warning']}"
+        check = stage["check"]
+        return f"{name}: {check['detections']} boxes on {check['images']} held-out images, recall@0.5 {check['recall50']}"
+    if name.startswith("evaluate"):
+        return f"{name}: AP@0.5 {stage['AP50']:.3f}, AP@0.5:0.95 {stage['AP50:95']:.3f} on {stage['images']} images"
+    return f"{name}: done in {stage.get('seconds', 0):.0f} s"
+
+
 def register(app: typer.Typer) -> None:
     """Add `iconolens detect train|eval|explain`."""
     detect_app.command("train", help="Train a Faster R-CNN on a collection's boxes or on pseudo boxes.")(train)
     detect_app.command("eval", help="COCO AP@0.5 and AP@0.5:0.95 of a detector; optional failure report.")(evaluate)
     detect_app.command("explain", help="D-RISE saliency maps for the detections of images.")(explain)
+    detect_app.command("weak", help="From image labels to a detector: maps, pseudo boxes, detector, self-training.")(weak)
     app.add_typer(detect_app, name="detect")

@@ -191,19 +191,51 @@ def boxes_command(
         "Keep a map only if the maps of every method in the run pass the gate (the thesis's selection)."
     )),
     split: Optional[str] = typer.Option(None, "--split", help=SPLIT_HELP),
+    instances: bool = typer.Option(False, "--instances/--one-box", help=(
+        "--instances: one box per salient instance (each local peak of the map grown into its own region), so "
+        "a painting with several people gets a box per person; results are named <method>-instances. "
+        "--one-box: the thesis's boxes (one per class, or per component for attributes)."
+    )),
+    min_distance: Optional[float] = typer.Option(None, "--min-distance", min=0.0, max=1.0, help=(
+        "With --instances: peaks closer than this fraction of the image's longer side are one instance "
+        "(default 0.1)."
+    )),
+    relative_height: Optional[float] = typer.Option(None, "--relative-height", min=0.0, max=1.0, help=(
+        "With --instances: ignore peaks lower than this fraction of the map's maximum (default 0.3)."
+    )),
+    region_fraction: Optional[float] = typer.Option(None, "--region-fraction", min=0.0, max=1.0, help=(
+        "With --instances: an instance's region keeps the pixels at or above this fraction of its own "
+        "peak (default 0.2)."
+    )),
+    nms_iou: Optional[float] = typer.Option(None, "--nms-iou", min=0.0, max=1.0, help=(
+        "With --instances: drop a box whose IoU with a better-scored box exceeds this (default 0.5)."
+    )),
+    max_instances: Optional[int] = typer.Option(None, "--max-instances", min=1, help=(
+        "With --instances: at most this many boxes per image and class (default 20)."
+    )),
 ) -> None:
     """Derive boxes from saliency maps (weakly supervised localisation): COCO detections and a pseudo
     ground-truth COCO file in RUN/boxes/, and their scores against expert boxes (average IoU, GT-known
-    Loc, mAP at IoU 0.5) as a row of RUN/metrics/boxes_<level>.csv, with an IoU histogram in RUN/report/."""
+    Loc, mAP at IoU 0.5, CorLoc, recall at IoU 0.5, mAP with difficult boxes ignored, boxes per image) as a
+    row of RUN/metrics/boxes_<level>.csv, with an IoU histogram in RUN/report/. --instances finds every
+    instance of a class (each person of a group) instead of one box around all of them."""
     from iconolens.atomic import write_json_atomically, write_text_atomically
     from iconolens.evaluate.boxes import BoxRecipe, derive_boxes, write_derived_boxes
-    from iconolens.evaluate.declarations import DETECTION_METRICS
+    from iconolens.evaluate.declarations import BOX_TABLE_METRICS
     from iconolens.evaluate.detection import evaluate_derived_boxes
     from iconolens.report.figures import iou_histogram
     from iconolens.report.tables import markdown_table, write_csv
 
     if threshold is not None and percentile is not None:
         raise BadInputError("give --threshold or --percentile, not both")
+    given = {"--min-distance": min_distance, "--relative-height": relative_height,
+             "--region-fraction": region_fraction, "--nms-iou": nms_iou, "--max-instances": max_instances}
+    instance_options = {name.lstrip("-").replace("-", "_"): v for name, v in given.items() if v is not None}
+    if not instances and instance_options:
+        names = ", ".join(name for name, v in given.items() if v is not None)
+        raise BadInputError(f"{names} only apply with --instances")
+    if instances and (threshold is not None or percentile is not None):
+        raise BadInputError("--threshold and --percentile apply to --one-box only; instance boxes grow from each peak")
     rundir = RunDirectory(run)
     dataset = _dataset(rundir, split)
     stores = _stores(rundir, [method])
@@ -211,34 +243,40 @@ def boxes_command(
     if gate_all:
         others = {m: s for m, s in _stores(rundir, None).items() if m != method}
     recipe = BoxRecipe(level=level.value, gate=gate, threshold=threshold, percentile=percentile,
-                       drop_weak_components=not keep_weak)
-    derived = derive_boxes(dataset, stores[method], recipe, method=method, gate_stores=others)
+                       drop_weak_components=not keep_weak, instances=instances, **instance_options)
+    name = f"{method}-instances" if instances else method
+    derived = derive_boxes(dataset, stores[method], recipe, method=name, gate_stores=others)
     paths = write_derived_boxes(derived, dataset, rundir.boxes_dir)
-    scores = evaluate_derived_boxes(dataset, derived.boxes, method, level=level.value, image_ids=derived.selected)
+    scores = evaluate_derived_boxes(dataset, derived.boxes, name, level=level.value, image_ids=derived.selected)
     record = {"recipe": recipe.to_json(), "counts": derived.counts, "scores": scores.to_json(),
               "files": {k: str(v) for k, v in paths.items()}}
-    write_json_atomically(rundir.metrics_dir / f"boxes_{level.value}_{method}.json", record)
+    write_json_atomically(rundir.metrics_dir / f"boxes_{level.value}_{name}.json", record)
 
     rows, ious = [], {}
     for path in sorted(rundir.metrics_dir.glob(f"boxes_{level.value}_*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            row = {k: v for k, v in data["scores"].items() if k not in ("ap_per_class", "ious")}
+            row = {k: v for k, v in data["scores"].items()
+                   if k not in ("ap_per_class", "ap_per_class_ignore_difficult", "ious")}
             ious[row["method"]] = data["scores"]["ious"]
         except (json.JSONDecodeError, KeyError, TypeError):
             raise BadInputError("box scores file is damaged; delete it and re-run `iconolens boxes`", path) from None
         rows.append(row)
+    columns: list[str] = []  # rows written before a measure existed lack its key
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
     table_stem = rundir.metrics_dir / f"boxes_{level.value}"
-    write_csv(table_stem.with_suffix(".csv"), rows)
+    write_csv(table_stem.with_suffix(".csv"), rows, columns)
     write_text_atomically(table_stem.with_suffix(".md"), markdown_table(
-        rows, DETECTION_METRICS, extra=[("boxes", "boxes"), ("truth_boxes", "expert boxes"), ("images", "images")]))
+        rows, BOX_TABLE_METRICS, extra=[("boxes_per_image", "boxes / image"), ("boxes", "boxes"),
+                                        ("truth_boxes", "expert boxes"), ("images", "images")]))
     histogram = iou_histogram(ious, rundir.report_dir / f"boxes_{level.value}_iou_histogram.png")
 
     stdout.print(
-        f"{method}: {derived.counts['boxes']} boxes on {derived.counts['selected_images']} of "
+        f"{name}: {derived.counts['boxes']} boxes on {derived.counts['selected_images']} of "
         f"{derived.counts['images']} images with maps ({derived.counts['gated_out']} maps gated out)"
     )
-    stdout.print(markdown_table(rows, DETECTION_METRICS))
+    stdout.print(markdown_table(rows, BOX_TABLE_METRICS, extra=[("boxes_per_image", "boxes / image")]))
     stdout.print(f"wrote {paths['detections']}, {paths['pseudo_coco']}, {table_stem.with_suffix('.csv')} "
                  f"and {histogram}")
 

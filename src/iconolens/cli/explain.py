@@ -53,18 +53,6 @@ def _load_run(run: Path):
     return directory, load_dataset_json(directory.dataset_json)
 
 
-def _method_parameters(method: str, target_layer: str, n: int, sigma: float, seed: int, masks: int, grid: int, p: float) -> dict[str, Any]:
-    """The parameters recorded beside a method's maps (only those that change its result)."""
-    params: dict[str, Any] = {"target_layer": target_layer, "score": "logit"}
-    if method == "smoothgradcampp":
-        params.update(n=n, sigma=sigma, seed=seed)
-    elif method == "rise":
-        params = {"masks": masks, "grid": grid, "p": p, "seed": seed, "score": "probability"}
-    elif method == "vbp":
-        params = {"note": "class-independent: every class has the same map"}
-    return params
-
-
 def explain(
     run: Path = typer.Option(..., "--run", help="Run folder with dataset.json and a trained model in model/."),
     methods: str = typer.Option(
@@ -95,84 +83,35 @@ def explain(
     max_pixels: int = typer.Option(
         DEFAULT_MAX_PIXELS, "--max-pixels", help="Refuse to decode images with more pixels than this."
     ),
+    image_size: Optional[int] = typer.Option(
+        None, "--image-size", min=16,
+        help="Input size to explain at (default: the classifier's own). Maps grow with it: a stride-32 network "
+        "gives 14 x 14 maps at 448 px, fine enough to separate figures standing close together.",
+    ),
 ) -> None:
     """Compute raw saliency maps for every image of the run and store them under RUN/maps/<method>/.
 
     Images that already have maps are skipped, so an interrupted run resumes; images that cannot be read
     are listed and skipped.
     """
-    import torch
-
-    from iconolens.atomic import write_json_atomically
-    from iconolens.data.images import load_image
-    from iconolens.explain import explain_maps, resolve_classes
-    from iconolens.explain.engine import check_parameters
-    from iconolens.explain.layers import resolve_target_layer
-    from iconolens.explain.store import MapStore
-    from iconolens.models.checkpoint import load_checkpoint
-    from iconolens.models.transforms import image_to_tensor
-    from iconolens.progress import progress
+    from iconolens.explain.collection import ExplainSettings, explain_run
+    from iconolens.run import RunDirectory
 
     chosen_methods = _parse_methods(methods)
-    for method in chosen_methods:
-        check_parameters(method, n, sigma, masks, grid, p, "softmax")
-    directory, dataset = _load_run(run)
-    model, meta = load_checkpoint(directory.model_dir)
-    class_names = list(meta.classes)
-    chosen = _parse_classes(classes, class_names, "the model") or class_names
-    indices = [int(i) for i in resolve_classes(chosen, len(class_names), class_names)]
-    activation = "sigmoid" if meta.task == "multilabel" else "softmax"
-    target = resolve_target_layer(model, target_layer).describe()
-
-    samples = list(dataset.samples)
-    if split is not None:
-        samples = [s for s in samples if s.split == split]
-        if not samples:
-            raise BadInputError(f"no image of the dataset is in split {split!r}", directory.dataset_json)
-
-    stores = {m: MapStore(directory.maps_dir(m)) for m in chosen_methods}
-    for method, store in stores.items():
-        store.initialise(chosen, method, _method_parameters(method, target, n, sigma, seed, masks, grid, p))
-    pending = [s for s in samples if any(not store.has(s.id) for store in stores.values())]
-    done_before = {m: sum(store.has(s.id) for s in samples) for m, store in stores.items()}
-    written = dict.fromkeys(chosen_methods, 0)
-    problems: list[dict[str, str]] = []
-
-    batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
-    for batch in progress(batches, "explaining", total=len(batches)):
-        loaded, tensors = [], []
-        for sample in batch:
-            try:
-                tensors.append(image_to_tensor(load_image(sample.path, max_pixels=max_pixels), meta))
-                loaded.append(sample)
-            except IconolensError as exc:
-                problems.append({"id": sample.id, "path": str(sample.path), "message": str(exc)})
-        known: dict[tuple[int, ...], torch.Tensor] = {}  # probabilities of an image set, reused
-        for method, store in stores.items():
-            wanted = [i for i, s in enumerate(loaded) if not store.has(s.id)]
-            if not wanted:
-                continue
-            images = torch.stack([tensors[i] for i in wanted])
-            result = explain_maps(
-                model, images, method, indices, target_layer=target, activation=activation,
-                n=n, sigma=sigma, seed=seed, n_masks=masks, grid=grid, p=p,
-                known_scores=known.get(tuple(wanted)),
-            )
-            known[tuple(wanted)] = result.scores
-            for row, i in enumerate(wanted):
-                store.write(loaded[i].id, result.raw[row].float().cpu().numpy(), result.scores[row].cpu().numpy())
-                written[method] += 1
-
+    directory = RunDirectory(run)
+    chosen = _split_list(classes) or None
+    settings = ExplainSettings(n=n, sigma=sigma, seed=seed, masks=masks, grid=grid, p=p, batch_size=batch_size,
+                               target_layer=target_layer, image_size=image_size, max_pixels=max_pixels)
+    outcome = explain_run(directory, chosen_methods, chosen, split, settings)
     for method in chosen_methods:
         console.print(
-            f"{method}: {written[method]} images written, {done_before[method]} already done "
+            f"{method}: {outcome.written[method]} images written, {outcome.done_before[method]} already done "
             f"-> {directory.maps_dir(method)}"
         )
-    if problems:
+    if outcome.problems:
         report = directory.maps_root / "problems.json"
-        write_json_atomically(report, problems)
-        errors.print(f"{len(problems)} images could not be read and were skipped (listed in {report}):")
-        for problem in problems:
+        errors.print(f"{len(outcome.problems)} images could not be read and were skipped (listed in {report}):")
+        for problem in outcome.problems:
             errors.print(f"  {problem['message']}")
 
 

@@ -2,8 +2,15 @@
 
 Images are decoded once, shrunk to the detector's working size (shorter side ``min_size``, longer side at most
 ``max_size``, as the model's own transform would) and kept as 8-bit tensors, so an iteration costs only the
-network. Images without boxes of the trained classes are kept as negatives. Everything random (new layers'
-initial weights, order, horizontal flips) follows ``seed``.
+network. Images without boxes of the trained classes are kept as negatives, but each batch holds a fixed share
+of them (``negative_share``): pseudo boxes come for the few images a weak labeller trusts, and batches drawn
+uniformly from a collection that is mostly negatives teach the box head little but "background", until it
+stops detecting anything.
+
+A training run ends with a check that it learnt something: a slice of the images with boxes is held out of
+training, and the trained model is run on it. A detector that scores no box above its threshold there has
+collapsed to background; :class:`TrainingCheck` says so in one sentence with what to change. Everything random
+(new layers' initial weights, order, flips, the held-out slice) follows ``seed``.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 from torchvision.models.detection import FasterRCNN
+from torchvision.ops import box_iou
 
 from iconolens.data.images import load_image
 from iconolens.data.records import Box, Dataset, Sample
@@ -37,6 +45,92 @@ class TrainingImage:
     boxes: Tensor
     labels: Tensor
     scale: float
+
+
+@dataclass(frozen=True)
+class TrainingCheck:
+    """What the trained detector finds on images with boxes that it was not trained on.
+
+    ``held_out`` is False when the collection had too few images with boxes to spare any, and the check ran
+    on training images instead (a weaker check: a model that finds nothing there has surely collapsed).
+    """
+
+    images: int
+    boxes: int
+    detections: int
+    recall50: float
+    score_threshold: float
+    held_out: bool
+
+    @property
+    def collapsed(self) -> bool:
+        return self.images > 0 and self.detections == 0
+
+    def warning(self) -> str | None:
+        """One sentence for a person when the detector finds nothing, else None."""
+        if not self.collapsed:
+            return None
+        where = "held-out training images" if self.held_out else "training images"
+        return (f"the detector scores no box above {self.score_threshold:g} on {self.images} {where} with boxes: it "
+                "has collapsed to background; train with more iterations or a lower --lr, keep more images with "
+                "boxes in each batch (--negative-share), or use the mobilenet_v2_fpn backbone")
+
+    def to_json(self) -> dict:
+        return {"images": self.images, "boxes": self.boxes, "detections": self.detections,
+                "recall50": round(self.recall50, 4), "score_threshold": self.score_threshold,
+                "held_out": self.held_out, "collapsed": self.collapsed}
+
+
+class BalancedBatches:
+    """Batches with ``round(batch_size * negative_share)`` images without boxes (when there are any), the rest
+    with boxes; each group is drawn as successive seeded permutations, so every image is seen equally often."""
+
+    def __init__(self, has_boxes: list[bool], batch_size: int, negative_share: float, rng: np.random.Generator):
+        self.groups = [[i for i, b in enumerate(has_boxes) if b], [i for i, b in enumerate(has_boxes) if not b]]
+        negatives = round(batch_size * negative_share) if self.groups[1] else 0
+        if not self.groups[0]:
+            negatives = batch_size
+        self.counts = [batch_size - negatives, negatives]
+        self.queues: list[list[int]] = [[], []]
+        self.rng = rng
+
+    def next(self) -> list[int]:
+        batch: list[int] = []
+        for group, count, queue in zip(self.groups, self.counts, self.queues):
+            while len(queue) < count:
+                queue += [group[i] for i in self.rng.permutation(len(group))]
+            batch += queue[:count]
+            del queue[:count]
+        return batch
+
+
+def held_out_slice(images: list["TrainingImage"], rng: np.random.Generator, fraction: float = 0.05,
+                   most: int = 20, least_left: int = 20) -> tuple[list["TrainingImage"], list["TrainingImage"]]:
+    """(training images, held-out images with boxes): ``fraction`` of the images with boxes, at most ``most``,
+    and none when fewer than ``least_left`` would remain to train on."""
+    with_boxes = [i for i, t in enumerate(images) if len(t.boxes)]
+    count = min(most, max(1, round(fraction * len(with_boxes))))
+    if len(with_boxes) - count < least_left:
+        return images, []
+    chosen = set(rng.choice(with_boxes, size=count, replace=False).tolist())
+    return [t for i, t in enumerate(images) if i not in chosen], [t for i, t in enumerate(images) if i in chosen]
+
+
+def check_detector(model: FasterRCNN, images: list["TrainingImage"], score_threshold: float,
+                   held_out: bool) -> TrainingCheck:
+    """Run ``model`` (eval mode) on ``images`` and count its boxes above ``score_threshold`` and the share of
+    their boxes it finds at IoU >= 0.5."""
+    found = matched = boxes = 0
+    with torch.inference_mode():
+        for item in images:
+            out = model([item.pixels.float() / 255.0])[0]
+            keep = out["scores"] >= score_threshold
+            found += int(keep.sum())
+            boxes += len(item.boxes)
+            if keep.any() and len(item.boxes):
+                matched += int((box_iou(item.boxes, out["boxes"][keep]).max(dim=1).values >= 0.5).sum())
+    return TrainingCheck(len(images), boxes, found, matched / boxes if boxes else float("nan"), score_threshold,
+                         held_out)
 
 
 def detection_classes(dataset: Dataset, level: str = "figure") -> tuple[str, ...]:
@@ -93,18 +187,30 @@ def train_detector(
     backbone_weights: Path | str | bool | None = True,
     frozen_blocks: int = 4,
     level: str = "figure",
+    negative_share: float = 0.25,
+    max_grad_norm: float | None = 10.0,
+    initial_state: dict[str, Tensor] | None = None,
     log: Callable[[int, float], None] | None = None,
 ) -> tuple[FasterRCNN, DetectorMeta]:
     """Train a Faster R-CNN on the ``level`` boxes of ``dataset``; returns the model (eval mode) and its metadata.
 
     SGD with momentum 0.9, weight decay 1e-4, linear warm-up over the first tenth of the iterations and a tenfold
-    drop at three quarters. ``log(iteration, loss)`` is called after every iteration.
+    drop at three quarters. ``negative_share``: the share of each batch taken from images without boxes.
+    ``max_grad_norm``: gradients are clipped to this norm (None: not clipped); without it the EfficientNet-Lite0
+    pyramid diverges to NaN within a hundred steps at the default learning rate. A step whose loss is not finite
+    is skipped and counted (``meta.metrics["skipped_steps"]``).
+    ``initial_state``: a state dict of a detector of the same classes and backbone to start from (a previous
+    self-training round) instead of the ImageNet trunk and fresh layers. ``log(iteration, loss)`` is called after
+    every iteration. ``meta.metrics["check"]`` holds the :class:`TrainingCheck` and ``meta.metrics["warning"]``
+    its sentence when the detector collapsed.
     """
     classes = tuple(classes) if classes is not None else detection_classes(dataset, level)
     if not classes:
         raise BadAnnotationError("the collection has no boxes to train a detector on", dataset.root)
     if iterations < 1 or batch_size < 1:
         raise BadInputError("training needs at least one iteration and a batch size of at least 1")
+    if not 0.0 <= negative_share < 1.0:
+        raise BadInputError(f"the share of images without boxes per batch must be in [0, 1), got {negative_share}")
     check_backbone(backbone)  # before the images are read
     images: list[TrainingImage] = []
     skipped = 0
@@ -117,8 +223,15 @@ def train_detector(
         raise BadAnnotationError(f"no readable image has a box of the classes {', '.join(classes)}", dataset.root)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = build_faster_rcnn(len(classes), backbone, backbone_weights=backbone_weights, min_size=min_size,
-                              max_size=max_size)
+    images, held = held_out_slice(images, rng)
+    model = build_faster_rcnn(len(classes), backbone, backbone_weights=backbone_weights and initial_state is None,
+                              min_size=min_size, max_size=max_size)
+    if initial_state is not None:
+        try:
+            model.load_state_dict(initial_state)
+        except RuntimeError as exc:
+            raise BadInputError(f"the starting detector does not fit a {len(classes)}-class {backbone} detector "
+                                f"({str(exc).splitlines()[0]})") from None
     freeze_backbone_blocks(model, frozen_blocks)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.SGD(parameters, lr=learning_rate, momentum=0.9, weight_decay=1e-4)
@@ -129,12 +242,11 @@ def train_detector(
         return ramp * (0.1 if step >= math.ceil(0.75 * iterations) else 1.0)
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
+    skipped_steps = 0
     model.train()
-    order: list[int] = []
+    batches = BalancedBatches([len(t.boxes) > 0 for t in images], batch_size, negative_share, rng)
     for step in progress(range(iterations), "training detector"):
-        if len(order) < batch_size:
-            order += rng.permutation(len(images)).tolist()
-        chosen, order = order[:batch_size], order[batch_size:]
+        chosen = batches.next()
         inputs, targets = [], []
         for i in chosen:
             item = images[i]
@@ -149,15 +261,28 @@ def train_detector(
         losses = model(inputs, targets)
         loss = sum(losses.values())
         optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+        if torch.isfinite(loss):
+            loss.backward()
+            if max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+            optimiser.step()
+        else:
+            skipped_steps += 1
         schedule.step()
         if log is not None:
-            log(step, float(loss))
+            log(step, float(loss.detach()))
     model.eval()
-    meta = DetectorMeta(classes, backbone, min_size, max_size, {"iterations": iterations, "seed": seed,
-                                                                       "images": len(images), "unreadable": skipped})
-    return model, meta
+    check = check_detector(model, held or [t for t in images if len(t.boxes)][:20], model.roi_heads.score_thresh,
+                           held_out=bool(held))
+    metrics = {"iterations": iterations, "seed": seed, "images": len(images) + len(held), "held_out": len(held),
+               "unreadable": skipped, "negative_share": negative_share, "max_grad_norm": max_grad_norm,
+               "skipped_steps": skipped_steps, "check": check.to_json()}
+    if skipped_steps > 0.05 * iterations:
+        metrics["warning"] = (f"training diverged: the loss was not finite in {skipped_steps} of {iterations} steps; "
+                              "train with a lower --lr or keep gradient clipping on")
+    elif check.warning():
+        metrics["warning"] = check.warning()
+    return model, DetectorMeta(classes, backbone, min_size, max_size, metrics)
 
 
 def read_coco_detections(path: str | Path) -> list[dict]:

@@ -11,6 +11,10 @@ The procedure, each step an option of :class:`BoxRecipe`:
    irrelevant areas);
 4. one box around each remaining component (attribute) or one box around the whole foreground (figure).
 
+With ``BoxRecipe(instances=True)`` steps 2 to 4 are replaced by one box per salient instance
+(:func:`iconolens.evaluate.instances.instance_boxes`): a group scene then gets a box per figure instead of
+one box around the whole group. The default stays the thesis's procedure.
+
 Each box's score is its mean activation (over the foreground pixels it was drawn around) times the model's
 probability for the class, so boxes of confidently recognised classes on strong activations rank first.
 Boxes are derived for the classes an image is labelled with (the weak, image-level supervision).
@@ -31,6 +35,17 @@ import numpy as np
 
 from iconolens.atomic import write_json_atomically
 from iconolens.data.records import Box, Dataset, Level, Sample
+from iconolens.errors import BadInputError
+from iconolens.evaluate.instances import (
+    DEFAULT_MAX_INSTANCES,
+    DEFAULT_MIN_DISTANCE,
+    DEFAULT_NMS_IOU,
+    DEFAULT_REGION_FRACTION,
+    DEFAULT_RELATIVE_HEIGHT,
+    MapBox,
+    check_instance_parameters,
+    instance_boxes,
+)
 from iconolens.evaluate.localisation import (
     image_size_of,
     localisation_curves,
@@ -48,7 +63,11 @@ DERIVED_ATTRIBUTE = "region"
 
 @dataclass(frozen=True)
 class BoxRecipe:
-    """The options of the procedure; ``None`` means the thesis's value for the level."""
+    """The options of the procedure; ``None`` means the thesis's value for the level.
+
+    ``instances`` draws one box per salient instance (see :mod:`iconolens.evaluate.instances`) with the
+    five parameters after it, instead of thresholding the map; threshold and percentile then do not apply.
+    """
 
     level: Level = "figure"
     gate: bool = True
@@ -56,12 +75,31 @@ class BoxRecipe:
     percentile: float | None = None
     drop_weak_components: bool = True
     gate_minimum: float | None = None
+    instances: bool = False
+    min_distance: float = DEFAULT_MIN_DISTANCE
+    relative_height: float = DEFAULT_RELATIVE_HEIGHT
+    region_fraction: float = DEFAULT_REGION_FRACTION
+    nms_iou: float = DEFAULT_NMS_IOU
+    max_instances: int = DEFAULT_MAX_INSTANCES
 
     def __post_init__(self) -> None:
         if self.threshold is not None and self.percentile is not None:
             raise ValueError("give a fixed threshold or a percentile, not both")
         if self.percentile is not None and not 0 <= self.percentile <= 100:
             raise ValueError(f"percentile must be between 0 and 100, got {self.percentile}")
+        if self.instances:
+            if self.threshold is not None or self.percentile is not None:
+                raise BadInputError("instance boxes grow from each peak, so a threshold or percentile does not apply")
+            check_instance_parameters(self.min_distance, self.relative_height, self.region_fraction, self.nms_iou,
+                                      self.max_instances)
+
+    def boxes(self, saliency: np.ndarray) -> list[MapBox]:
+        """The boxes this recipe draws on one normalised map."""
+        if self.instances:
+            return instance_boxes(saliency, min_distance=self.min_distance, relative_height=self.relative_height,
+                                  region_fraction=self.region_fraction, nms_iou=self.nms_iou,
+                                  max_instances=self.max_instances)
+        return boxes_from_map(saliency, self.level, self.cut(saliency), self.drop_weak_components)
 
     def cut(self, saliency: np.ndarray) -> float:
         """The threshold for one map: fixed, or the map's own percentile."""
@@ -75,25 +113,18 @@ class BoxRecipe:
             "gate": self.gate,
             "gate_threshold": GATE_THRESHOLD[self.level],
             "gate_minimum": GATE_MINIMUM[self.level] if self.gate_minimum is None else self.gate_minimum,
-            "threshold": None if self.percentile is not None else self.cut(np.zeros(1)),
+            "threshold": None if self.percentile is not None or self.instances else self.cut(np.zeros(1)),
             "percentile": self.percentile,
             "drop_weak_components": self.drop_weak_components,
+            "instances": self.instances,
+            "instance_parameters": {
+                "min_distance": self.min_distance,
+                "relative_height": self.relative_height,
+                "region_fraction": self.region_fraction,
+                "nms_iou": self.nms_iou,
+                "max_instances": self.max_instances,
+            } if self.instances else None,
         }
-
-
-@dataclass(frozen=True)
-class MapBox:
-    """A box drawn on a map (pixels, half-open) and the mean activation of the pixels it surrounds."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-    mean_activation: float
-
-    @property
-    def xyxy(self) -> tuple[int, int, int, int]:
-        return (self.x0, self.y0, self.x1, self.y1)
 
 
 def boxes_from_map(
@@ -147,6 +178,7 @@ class DerivedBox:
     y1: float
     mean_activation: float
     probability: float
+    peak_height: float | None = None
 
     @property
     def score(self) -> float:
@@ -189,6 +221,8 @@ def derive_boxes(
     With ``recipe.gate``, a (image, class) pair is kept only when this method's map passes the gate, and
     also every map of ``gate_stores`` (the thesis's "all methods agree" selection), if given. An image is
     *selected* when at least one of its classes was kept; detection scores are computed on those images.
+    Each kept pair gives the boxes ``recipe.boxes`` draws: one (figure), one per component (attribute), or
+    one per instance with ``recipe.instances``.
     """
     level = recipe.level
     classes = store.classes
@@ -234,12 +268,13 @@ def derive_boxes(
                     counts["gated_out"] += 1
                     continue
             kept_any = True
-            found = boxes_from_map(saliency, level, recipe.cut(saliency), recipe.drop_weak_components)
+            found = recipe.boxes(saliency)
             if not found:
                 counts["empty_foreground"] += 1
             for box in found:
                 derived.append(DerivedBox(sample.id, cls, float(box.x0), float(box.y0), float(box.x1),
-                                          float(box.y1), box.mean_activation, float(scores[index[cls]])))
+                                          float(box.y1), box.mean_activation, float(scores[index[cls]]),
+                                          box.peak_height))
         if kept_any:
             selected.append(sample.id)
     counts["boxes"] = len(derived)

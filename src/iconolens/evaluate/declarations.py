@@ -111,6 +111,41 @@ MAP_50 = MetricDeclaration(
 
 DETECTION_METRICS: tuple[MetricDeclaration, ...] = (AVERAGE_IOU, GT_KNOWN_LOC, MAP_50)
 
+CORLOC = MetricDeclaration(
+    key="corloc",
+    title="CorLoc (%)",
+    measures=(
+        "percentage of (image, class) pairs with expert boxes whose top-scoring derived box has IoU >= 0.5 with "
+        "one of them; a pair without derived boxes fails"
+    ),
+    higher_is_better=True,
+    item="image",
+    value_range=(0.0, 100.0),
+)
+RECALL_50 = MetricDeclaration(
+    key="recall50",
+    title="Recall (IoU 0.5)",
+    measures="share of expert boxes overlapped at IoU >= 0.5 by some derived box of the same class and image",
+    higher_is_better=True,
+    item="box",
+)
+MAP_50_IGNORE_DIFFICULT = MetricDeclaration(
+    key="map50_ignore_difficult",
+    title="mAP (IoU 0.5, difficult ignored)",
+    measures=(
+        "COCO average precision at IoU 0.5 with difficult expert boxes neither required nor penalised (the "
+        "VOC rule), averaged over classes with expert boxes"
+    ),
+    higher_is_better=True,
+    item="method",
+)
+
+# Whether every instance of a class was found, not only the most salient one. Boxes per image, shown beside
+# them in the box tables, is a count with no better direction, so it has no declaration.
+INSTANCE_METRICS: tuple[MetricDeclaration, ...] = (CORLOC, RECALL_50, MAP_50_IGNORE_DIFFICULT)
+
+BOX_TABLE_METRICS: tuple[MetricDeclaration, ...] = DETECTION_METRICS + INSTANCE_METRICS
+
 DELETION_AUC = MetricDeclaration(
     key="deletion_auc",
     title="Deletion area",
@@ -131,7 +166,7 @@ FAITHFULNESS_METRICS: tuple[MetricDeclaration, ...] = (DELETION_AUC, INSERTION_A
 
 def declaration(key: str) -> MetricDeclaration:
     """The declaration named ``key``."""
-    for metric in LOCALISATION_METRICS + DETECTION_METRICS + FAITHFULNESS_METRICS:
+    for metric in LOCALISATION_METRICS + DETECTION_METRICS + INSTANCE_METRICS + FAITHFULNESS_METRICS:
         if metric.key == key:
             return metric
     raise KeyError(f"no metric called {key!r}")

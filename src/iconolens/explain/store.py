@@ -52,6 +52,13 @@ class MapStore:
                     "remove the folder or choose another run directory",
                     self.directory,
                 )
+            if old.get("params", params) != params:
+                changed = sorted(k for k in {**old["params"], **params} if old["params"].get(k) != params.get(k))
+                raise BadInputError(
+                    f"maps here were made with other settings ({', '.join(changed)}); resuming would mix them: "
+                    "remove the folder or choose another run directory",
+                    self.directory,
+                )
             return
         write_json_atomically(self.meta_path, meta)
 

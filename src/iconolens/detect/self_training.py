@@ -1,0 +1,80 @@
+"""Self-training: a detector trained on pseudo boxes re-labels its training images, and the next one learns from that.
+
+A detector trained on noisy boxes averages their noise away: it sees thousands of figures and learns what they
+share, so its confident detections on the training images are often better boxes than the ones it was taught
+with (several per image, tighter, fewer groups). Re-labelling uses only what weak supervision allows: the image
+labels decide which classes an image may hold (a box of a class the image is not labelled with is dropped, and
+an image labelled with no trained class is a negative); the detector decides where.
+
+For each (image, labelled class) the detections of that class scoring at least ``relative_score`` times the
+image's best one, and at least ``min_score``, become its boxes. Where the detector finds nothing above
+``min_score`` for a labelled class, the previous round's boxes are kept, so an image never silently turns from
+positive into negative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from iconolens.data.records import Box, Dataset
+from iconolens.detect.detections import Detector
+from iconolens.detect.evaluation import ScoredBox, detect_collection
+from iconolens.errors import BadInputError
+from iconolens.evaluate.boxes import DerivedBox
+
+
+@dataclass(frozen=True)
+class RelabelRule:
+    """Which detections become boxes: the best one of each labelled class and those close to it."""
+
+    relative_score: float = 0.5
+    min_score: float = 0.05
+    max_boxes: int = 20
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.relative_score <= 1.0 or not 0.0 <= self.min_score <= 1.0 or self.max_boxes < 1:
+            raise BadInputError("re-labelling needs relative_score and min_score in [0, 1] and max_boxes >= 1")
+
+    def select(self, found: Sequence[ScoredBox], label: str) -> list[ScoredBox]:
+        mine = sorted((d for d in found if d.label == label and d.score >= self.min_score), key=lambda d: -d.score)
+        if not mine:
+            return []
+        floor = self.relative_score * mine[0].score
+        return [d for d in mine if d.score >= floor][: self.max_boxes]
+
+
+def relabel(
+    detector: Detector,
+    dataset: Dataset,
+    previous: Dataset | None = None,
+    rule: RelabelRule = RelabelRule(),
+    min_size: int = 320,
+    max_size: int = 512,
+) -> tuple[Dataset, list[DerivedBox]]:
+    """``dataset`` with its figure boxes replaced by ``detector``'s confident detections of each image's labels.
+
+    ``previous`` (same samples, e.g. the pseudo boxes the detector was trained on) supplies the boxes of an
+    (image, class) where the detector finds nothing. Returns the new collection and the boxes as
+    :class:`DerivedBox` (score = detection score), for scoring and writing as COCO detections.
+    """
+    known = set(detector.classes)
+    before = {s.id: s for s in previous.samples} if previous is not None else {}
+    predictions, _ = detect_collection(detector, dataset, min_size, max_size)
+    samples, derived = [], []
+    for sample, found in zip(dataset.samples, predictions):
+        boxes: list[Box] = []
+        for label in sample.labels:
+            if label not in known:
+                continue
+            chosen = rule.select(found, label)
+            if chosen:
+                boxes += [Box(*d.xyxy, label=label) for d in chosen]
+                derived += [DerivedBox(sample.id, label, *d.xyxy, mean_activation=d.score, probability=1.0)
+                            for d in chosen]
+            elif sample.id in before:
+                kept = before[sample.id].boxes_of(label, "figure")
+                boxes += kept
+                derived += [DerivedBox(sample.id, label, *b.xyxy, mean_activation=0.0, probability=1.0) for b in kept]
+        samples.append(replace(sample, boxes=tuple(boxes)))
+    return dataset.with_samples(tuple(samples)), derived

@@ -1,0 +1,141 @@
+"""``explain_run``: saliency maps for every image of a run, written to its map stores, resumable.
+
+The per-batch work is :func:`iconolens.explain.engine.explain_maps`; this is the loop over a run's images that
+the CLI, the weakly supervised pipeline and Python users share. Images that already have maps are skipped, so an
+interrupted run resumes; images that cannot be read are listed in ``maps/problems.json`` and skipped.
+
+``image_size`` explains at another input size than the classifier was trained at. A network ending in global
+average pooling accepts any size, and its maps grow with the input (7 x 7 at 224 px, 14 x 14 at 448 px for a
+stride-32 network): finer maps separate figures standing close together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from iconolens.atomic import write_json_atomically
+from iconolens.data.images import DEFAULT_MAX_PIXELS, load_image
+from iconolens.errors import BadInputError, IconolensError
+from iconolens.explain.engine import check_parameters, explain_maps, resolve_classes
+from iconolens.explain.layers import resolve_target_layer
+from iconolens.explain.store import MapStore
+from iconolens.models.checkpoint import load_checkpoint
+from iconolens.models.transforms import image_to_tensor
+from iconolens.progress import progress
+from iconolens.run import RunDirectory
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    """Every option of the methods; only those a method uses are recorded beside its maps."""
+
+    n: int = 5
+    sigma: float = 0.15
+    seed: int = 0
+    masks: int = 1000
+    grid: int = 7
+    p: float = 0.5
+    batch_size: int = 8
+    target_layer: str | None = None
+    image_size: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class ExplainOutcome:
+    """What a call wrote: per method, images written now and images already done before."""
+
+    written: dict[str, int]
+    done_before: dict[str, int]
+    problems: list[dict[str, str]] = field(default_factory=list)
+
+
+def method_parameters(method: str, target_layer: str, settings: ExplainSettings, input_size: int) -> dict[str, Any]:
+    """The parameters recorded beside a method's maps (only those that change its result)."""
+    params: dict[str, Any] = {"target_layer": target_layer, "score": "logit"}
+    if method == "smoothgradcampp":
+        params.update(n=settings.n, sigma=settings.sigma, seed=settings.seed)
+    elif method == "rise":
+        params = {"masks": settings.masks, "grid": settings.grid, "p": settings.p, "seed": settings.seed,
+                  "score": "probability"}
+    elif method == "vbp":
+        params = {"note": "class-independent: every class has the same map"}
+    params["input_size"] = input_size
+    return params
+
+
+def explain_run(
+    run: RunDirectory,
+    methods: Sequence[str],
+    classes: Sequence[str] | None = None,
+    split: str | None = None,
+    settings: ExplainSettings = ExplainSettings(),
+) -> ExplainOutcome:
+    """Compute and store the maps of ``methods`` for every image of the run (or of one ``split``).
+
+    ``classes``: names to explain (default every class of the run's model). Raw maps go to
+    ``RUN/maps/<method>/``; the class probabilities of every image are stored beside them.
+    """
+    from iconolens.data.dataset_json import load_dataset_json
+
+    s = settings
+    for method in methods:
+        check_parameters(method, s.n, s.sigma, s.masks, s.grid, s.p, "softmax")
+    if not run.dataset_json.is_file():
+        raise BadInputError("no dataset.json in the run folder (create it with `iconolens data split`)", run.root)
+    dataset = load_dataset_json(run.dataset_json)
+    model, meta = load_checkpoint(run.model_dir)
+    if s.image_size is not None:
+        if s.image_size < 16:
+            raise BadInputError(f"the input size must be at least 16 pixels, got {s.image_size}")
+        meta = replace(meta, input_size=s.image_size)
+    class_names = list(meta.classes)
+    chosen = list(classes) if classes else class_names
+    indices = [int(i) for i in resolve_classes(chosen, len(class_names), class_names)]
+    activation = "sigmoid" if meta.task == "multilabel" else "softmax"
+    target = resolve_target_layer(model, s.target_layer).describe()
+
+    samples = list(dataset.samples)
+    if split is not None:
+        samples = [x for x in samples if x.split == split]
+        if not samples:
+            raise BadInputError(f"no image of the dataset is in split {split!r}", run.dataset_json)
+    stores = {m: MapStore(run.maps_dir(m)) for m in methods}
+    for method, store in stores.items():
+        store.initialise(chosen, method, method_parameters(method, target, s, meta.input_size))
+    pending = [x for x in samples if any(not store.has(x.id) for store in stores.values())]
+    done_before = {m: sum(store.has(x.id) for x in samples) for m, store in stores.items()}
+    written = dict.fromkeys(methods, 0)
+    problems: list[dict[str, str]] = []
+
+    batches = [pending[i: i + s.batch_size] for i in range(0, len(pending), s.batch_size)]
+    for batch in progress(batches, "explaining", total=len(batches)):
+        loaded, tensors = [], []
+        for sample in batch:
+            try:
+                tensors.append(image_to_tensor(load_image(sample.path, max_pixels=s.max_pixels), meta))
+                loaded.append(sample)
+            except IconolensError as exc:
+                problems.append({"id": sample.id, "path": str(sample.path), "message": str(exc)})
+        known: dict[tuple[int, ...], torch.Tensor] = {}  # probabilities of an image set, reused
+        for method, store in stores.items():
+            wanted = [i for i, x in enumerate(loaded) if not store.has(x.id)]
+            if not wanted:
+                continue
+            images = torch.stack([tensors[i] for i in wanted])
+            result = explain_maps(
+                model, images, method, indices, target_layer=target, activation=activation,
+                n=s.n, sigma=s.sigma, seed=s.seed, n_masks=s.masks, grid=s.grid, p=s.p,
+                known_scores=known.get(tuple(wanted)),
+            )
+            known[tuple(wanted)] = result.scores
+            for row, i in enumerate(wanted):
+                store.write(loaded[i].id, result.raw[row].float().cpu().numpy(), result.scores[row].cpu().numpy())
+                written[method] += 1
+    if problems:
+        write_json_atomically(run.maps_root / "problems.json", problems)
+    return ExplainOutcome(written, done_before, problems)

@@ -1,0 +1,71 @@
+"""Self-training's re-labelling: image labels decide which classes, the detector decides where."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from iconolens.data.records import Box, Dataset, Sample
+from iconolens.detect.detections import Detections
+from iconolens.detect.self_training import RelabelRule, relabel
+from iconolens.errors import BadInputError
+
+
+class FixedDetector:
+    """Reports the same detections on every image: classes are (background, saint, dog)."""
+
+    classes = ("__background__", "saint", "dog")
+
+    def __init__(self, boxes, scores, labels) -> None:
+        self.boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+        self.scores = torch.tensor(scores, dtype=torch.float32)
+        self.labels = torch.tensor(labels)
+
+    def __call__(self, images):
+        probs = torch.nn.functional.one_hot(self.labels, 3).float()
+        return [Detections(self.boxes.clone(), self.scores.clone(), probs, None, self.labels.clone()) for _ in images]
+
+
+def _collection(tmp_path: Path, labels: list[tuple[str, ...]]) -> Dataset:
+    samples = []
+    for i, names in enumerate(labels):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(path)
+        samples.append(Sample(str(i), path, names, (), 40, 40))
+    return Dataset(tuple(samples), ("saint", "dog"), multi_label=True, root=tmp_path)
+
+
+def test_relabelling_keeps_confident_detections_of_the_labelled_classes_only(tmp_path: Path) -> None:
+    dataset = _collection(tmp_path, [("saint",), ("saint", "dog"), ()])
+    # saint: 0.9 (kept), 0.5 (kept: >= 0.5 x 0.9), 0.3 (dropped: < 0.45); dog: 0.2 (best of its class: kept)
+    detector = FixedDetector([[0, 0, 10, 10], [20, 20, 30, 30], [5, 5, 9, 9], [1, 1, 39, 39]],
+                             [0.9, 0.5, 0.3, 0.2], [1, 1, 1, 2])
+    new, derived = relabel(detector, dataset, min_size=40, max_size=40)
+    first, second, negative = new.samples
+    assert [b.xyxy for b in first.boxes] == [(0, 0, 10, 10), (20, 20, 30, 30)]
+    assert {b.label for b in first.boxes} == {"saint"}  # the dog is not among this image's labels
+    assert sorted((b.label, b.xyxy) for b in second.boxes) == [
+        ("dog", (1, 1, 39, 39)), ("saint", (0, 0, 10, 10)), ("saint", (20, 20, 30, 30))]
+    assert negative.boxes == ()
+    assert len(derived) == 5 and {d.sample_id for d in derived} == {"0", "1"}
+
+
+def test_an_image_the_detector_finds_nothing_in_keeps_its_previous_boxes(tmp_path: Path) -> None:
+    dataset = _collection(tmp_path, [("saint",), ("dog",)])
+    before = dataset.with_samples(tuple(
+        Sample(s.id, s.path, s.labels, (Box(2, 2, 8, 8, s.labels[0]),), 40, 40) for s in dataset.samples))
+    detector = FixedDetector([[0, 0, 10, 10], [3, 3, 20, 20]], [0.9, 0.01], [1, 2])  # the dog is below min_score
+    new, derived = relabel(detector, dataset, previous=before, rule=RelabelRule(min_score=0.05), min_size=40,
+                           max_size=40)
+    assert [b.xyxy for b in new.samples[0].boxes] == [(0, 0, 10, 10)]
+    assert new.samples[1].boxes == before.samples[1].boxes
+    assert [d.score for d in derived if d.sample_id == "1"] == [0.0]  # kept boxes rank below every detection
+
+
+def test_relabel_rule_is_checked() -> None:
+    with pytest.raises(BadInputError, match="relative_score and min_score"):
+        RelabelRule(relative_score=1.5)

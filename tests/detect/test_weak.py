@@ -1,0 +1,86 @@
+"""The weakly supervised chain end to end on a small synthetic collection: stages, resumption, no expert box."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from iconolens.data.coco import read_coco
+from iconolens.data.dataset_json import save_dataset_json
+from iconolens.data.splits import split_dataset
+from iconolens.data.synth import write_synthetic_collection
+from iconolens.detect.weak import WeakDetectionPlan, weakly_supervised_detector
+from iconolens.errors import BadInputError
+
+PLAN = WeakDetectionPlan(classifier_image_size=96, classifier_epochs=3, map_size=96, iterations=2,
+                         round_iterations=1, rounds=1, batch_size=2, min_size=96, max_size=96,
+                         evaluate_split="val")
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("weak")
+    dataset = split_dataset(read_coco(write_synthetic_collection(root / "synth", 40, seed=5, image_size=96)), seed=5)
+    return root, dataset
+
+
+def _run(root: Path, name: str, dataset) -> Path:
+    run = root / name
+    save_dataset_json(dataset, run / "dataset.json")
+    return run
+
+
+def test_chain_runs_every_stage_then_resumes_without_redoing_any(collection) -> None:
+    root, dataset = collection
+    run = _run(root, "full", dataset)
+    result = weakly_supervised_detector(run, PLAN)
+    names = [s["stage"] for s in result.stages]
+    assert names == ["classifier", "maps", "boxes-0", "detector-0", "evaluate-0", "boxes-1", "detector-1",
+                     "evaluate-1"]
+    assert result.detector_dir == run / "weak" / "round-1" / "detector"
+    weights = result.detector_dir / "weights.pt"
+    stamp = weights.stat().st_mtime_ns
+    boxes = next((run / "weak" / "round-0" / "boxes").glob("*_detections.json"))
+    first = json.loads(boxes.read_text())
+    assert first and all(d["bbox"][2] > 0 and d["bbox"][3] > 0 for d in first)
+    summary = json.loads((run / "weak" / "summary.json").read_text())
+    assert summary["stages"][2]["scores"]["boxes"] == len(first)  # scored against the synthetic figure boxes
+
+    again = weakly_supervised_detector(run, PLAN)
+    assert [s["stage"] for s in again.stages] == names
+    assert weights.stat().st_mtime_ns == stamp  # nothing retrained
+    assert again.stages[3] == {**result.stages[3], "resumed": True}  # what the summary said of it is kept
+
+
+def test_pseudo_boxes_do_not_depend_on_expert_boxes(collection) -> None:
+    root, dataset = collection
+    with_boxes = _run(root, "with", dataset)
+    stripped = dataset.with_samples(tuple(replace(s, boxes=()) for s in dataset.samples))
+    without = _run(root, "without", stripped)
+    plan = replace(PLAN, rounds=0, evaluate_split=None)
+    weakly_supervised_detector(with_boxes, plan)
+    weakly_supervised_detector(without, plan)
+    read = lambda run: json.loads(next((run / "weak" / "round-0" / "boxes").glob("*_detections.json")).read_text())
+    assert read(with_boxes) == read(without)
+
+
+def test_a_split_without_images_is_one_sentence(collection) -> None:
+    root, dataset = collection
+    run = _run(root, "nosplit", dataset)
+    with pytest.raises(BadInputError, match="no image of the run's dataset is in split 'holdout'"):
+        weakly_supervised_detector(run, replace(PLAN, split="holdout"))
+
+
+def test_cli_resumes_a_finished_chain_and_names_the_detector(collection, run_cli) -> None:
+    root, dataset = collection
+    run = _run(root, "cli", dataset)
+    weakly_supervised_detector(run, replace(PLAN, rounds=0, evaluate_split=None))
+    code, out, err = run_cli("detect", "weak", "--run", str(run), "--rounds", "0", "--map-size", "96",
+                             "--min-size", "96", "--max-size", "96")
+    assert code == 0, err
+    assert "detector-0: already done" in out and f"detector: {run / 'weak' / 'round-0' / 'detector'}" in out
+    code, _, err = run_cli("detect", "weak", "--run", str(run), "--source", "boxes-from-nowhere")
+    assert code == 2 and "unknown box source 'boxes-from-nowhere'" in err
