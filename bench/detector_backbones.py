@@ -12,6 +12,7 @@ torchvision's operator and with :class:`iconolens.detect.roi_align.MatrixRoIAlig
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import tempfile
 import time
@@ -98,20 +99,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
+    parser.add_argument("--clip", nargs="+", type=float, default=[10.0],
+                        help="gradient-norm clips to train with (0: none); several give one row each")
+    parser.add_argument("--skip-speed", action="store_true", help="only the toy task, not the speed columns")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         train = squares(Path(tmp), 24, 256, seed=0)
         test = squares(Path(tmp), 12, 256, seed=1)
-        print("| backbone | inference s/image (batch 8, 320 px) | training s/iteration (batch 4) | "
-              f"squares AP@0.5 after {args.iterations} | AP@0.5:0.95 |")
-        print("|---|---|---|---|---|")
+        print("| backbone | gradient clip | inference s/image (batch 8, 320 px) | training s/iteration (batch 4) | "
+              f"squares AP@0.5 after {args.iterations} | AP@0.5:0.95 | steps skipped (loss not finite) |")
+        print("|---|---|---|---|---|---|---|")
         for backbone in args.backbones:
-            inference, training = speed(backbone, args.repeats)
-            model, meta = train_detector(train, iterations=args.iterations, batch_size=4, seed=0, min_size=256,
-                                         max_size=256, backbone=backbone)
-            scores, _ = evaluate_detector(FasterRCNNDetector(model, meta.classes), test, min_size=256, max_size=256)
-            print(f"| {backbone} | {inference:.3f} | {training:.2f} | {scores.ap50:.3f} | {scores.ap:.3f} |", flush=True)
+            inference, training = (math.nan, math.nan) if args.skip_speed else speed(backbone, args.repeats)
+            for clip in args.clip:
+                model, meta = train_detector(train, iterations=args.iterations, batch_size=4, seed=0, min_size=256,
+                                             max_size=256, backbone=backbone, max_grad_norm=clip or None)
+                scores, _ = evaluate_detector(FasterRCNNDetector(model, meta.classes), test, min_size=256,
+                                              max_size=256)
+                print(f"| {backbone} | {clip or 'none'} | {inference:.3f} | {training:.2f} | {scores.ap50:.3f} "
+                      f"| {scores.ap:.3f} | {meta.metrics['skipped_steps']} |", flush=True)
+    if args.skip_speed:
+        return
     reference, matrix, difference = roi_align_speed(args.repeats)
     print(f"\nRoIAlign forward + backward: torchvision {reference:.3f} s, matrix {matrix:.3f} s "
           f"({reference / matrix:.1f}x), largest difference {difference:.1e}")

@@ -6,6 +6,8 @@ anywhere on the weak side: expert boxes only score what each stage produced. One
 * ``one-box-224``: today's recipe, one box around each CAM's foreground (70th percentile), CAM at 224 px;
 * ``one-box-448``: the same on finer maps (CAM at 448 px, 14 x 14);
 * ``instances-448``: several boxes per map, peaks grown into regions (``iconolens boxes --instances``);
+* ``segments-448``: boxes snapped to the regions GrabCut cuts out of the painting, seeded by the map
+  (``iconolens boxes --segments``);
 * ``mil``: multiple-instance learning over proposals without refinement (WSDDN), and ``mil-refined`` with
   online refinement (``iconolens mil``);
 * each chain's self-training rounds (``iconolens detect weak``).
@@ -50,6 +52,7 @@ SOURCES = {
     "one-box-224": ("one-box", 224),
     "one-box-448": ("one-box", 448),
     "instances-448": ("instances", 448),
+    "segments-448": ("segments", 448),
     "mil": ("mil", 0),
     "mil-refined": ("mil", 0),
 }
@@ -122,9 +125,10 @@ def main() -> None:
         if not row_path.is_file():
             start = time.perf_counter()
             if source == "mil":
-                from iconolens.detect.mil import mil_boxes
+                from iconolens.detect.mil import MilRecipe, MilTraining, mil_boxes
 
-                derived = mil_boxes(train, seed=0, refinement=0 if name == "mil" else None)
+                recipe = MilRecipe(training=MilTraining(refinements=0)) if name == "mil" else MilRecipe()
+                derived = mil_boxes(train, recipe=recipe, seed=0, feature_dir=work / "mil-features")
             else:
                 derived = first_pseudo_boxes(at, train, plan)
             seconds = time.perf_counter() - start

@@ -207,3 +207,30 @@ def test_boxes_help_states_the_instance_defaults_of_the_library(run_cli, monkeyp
                           ("--max-instances", instances.DEFAULT_MAX_INSTANCES)):
         assert option in text
         assert f"(default {value})" in text
+
+
+def test_boxes_segments_grows_a_part_map_into_the_painted_figure(run_cli, tmp_path):
+    rundir = RunDirectory(tmp_path / "figure")
+    path = tmp_path / "figure.png"
+    rng = np.random.default_rng(1)
+    pixels = (100 + rng.normal(0, 6, (60, 60, 3))).clip(0, 255)
+    pixels[10:50, 20:40] = (210, 50, 40)
+    Image.fromarray(pixels.astype(np.uint8)).save(path)
+    figure = Box(20, 10, 40, 50, "person")
+    save_dataset_json(Dataset(samples=(Sample("figure", path, ("person",), (figure,), width=60, height=60),),
+                              classes=("person",)), rundir.dataset_json)
+    store = MapStore(rundir.maps_dir("head"))
+    store.initialise(["person"], "head", {})
+    maps = np.zeros((1, 60, 60), dtype=np.float32)
+    maps[0, 12:20, 25:35] = 1.0  # only the head is lit
+    store.write("figure", maps, np.array([0.9], dtype=np.float32))
+    code, out, err = run_cli("boxes", "--run", str(rundir.root), "--method", "head", "--no-gate", "--segments")
+    assert code == 0, err
+    detections = json.loads((rundir.boxes_dir / "head-segments_figure_detections.json").read_text())
+    assert len(detections) == 1
+    x, y, w, h = detections[0]["bbox"]
+    # the box covers the figure (20..40 x 10..50) to within a few pixels, not just the head
+    assert abs(x - 20) <= 2 and abs(y - 10) <= 2 and abs(x + w - 40) <= 2 and abs(y + h - 50) <= 2
+    code, _, err = run_cli("boxes", "--run", str(rundir.root), "--method", "head", "--no-gate", "--segments",
+                           "--percentile", "70")
+    assert code == 2 and "--segments is seeded by the map's own percentiles" in err

@@ -213,6 +213,11 @@ def boxes_command(
     max_instances: Optional[int] = typer.Option(None, "--max-instances", min=1, help=(
         "With --instances: at most this many boxes per image and class (default 20)."
     )),
+    segments: bool = typer.Option(False, "--segments", help=(
+        "Snap boxes to the painted objects the map points at: GrabCut segments each image with the map's top 5% "
+        "as certain object and its top 30% as likely object, one box per object region; results are named "
+        "<method>-segments. Reads every image, so it is slower."
+    )),
 ) -> None:
     """Derive boxes from saliency maps (weakly supervised localisation): COCO detections and a pseudo
     ground-truth COCO file in RUN/boxes/, and their scores against expert boxes (average IoU, GT-known
@@ -236,15 +241,21 @@ def boxes_command(
         raise BadInputError(f"{names} only apply with --instances")
     if instances and (threshold is not None or percentile is not None):
         raise BadInputError("--threshold and --percentile apply to --one-box only; instance boxes grow from each peak")
+    if segments and (instances or threshold is not None or percentile is not None):
+        raise BadInputError("--segments is seeded by the map's own percentiles; give it without --instances, "
+                            "--threshold or --percentile")
     rundir = RunDirectory(run)
     dataset = _dataset(rundir, split)
     stores = _stores(rundir, [method])
     others = {}
     if gate_all:
         others = {m: s for m, s in _stores(rundir, None).items() if m != method}
+    from iconolens.evaluate.segments import SegmentSeeds
+
     recipe = BoxRecipe(level=level.value, gate=gate, threshold=threshold, percentile=percentile,
-                       drop_weak_components=not keep_weak, instances=instances, **instance_options)
-    name = f"{method}-instances" if instances else method
+                       drop_weak_components=not keep_weak, instances=instances,
+                       segments=SegmentSeeds() if segments else None, **instance_options)
+    name = f"{method}-instances" if instances else f"{method}-segments" if segments else method
     derived = derive_boxes(dataset, stores[method], recipe, method=name, gate_stores=others)
     paths = write_derived_boxes(derived, dataset, rundir.boxes_dir)
     scores = evaluate_derived_boxes(dataset, derived.boxes, name, level=level.value, image_ids=derived.selected)

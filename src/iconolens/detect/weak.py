@@ -40,11 +40,12 @@ from iconolens.detect.training import read_coco_detections, train_detector, with
 from iconolens.errors import BadInputError
 from iconolens.evaluate.boxes import BoxRecipe, DerivedBoxes, derive_boxes, write_derived_boxes
 from iconolens.evaluate.detection import evaluate_derived_boxes
+from iconolens.evaluate.segments import SegmentSeeds
 from iconolens.explain.store import MapStore
 from iconolens.run import RunDirectory
 
-BoxSource = Literal["instances", "mil", "one-box"]
-BOX_SOURCES: tuple[str, ...] = ("instances", "mil", "one-box")
+BoxSource = Literal["one-box", "instances", "segments", "mil"]
+BOX_SOURCES: tuple[str, ...] = ("one-box", "instances", "segments", "mil")
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,11 @@ def first_pseudo_boxes(run: RunDirectory, train: Dataset, plan: WeakDetectionPla
         from iconolens.detect.mil import mil_boxes
 
         return mil_boxes(train, seed=plan.seed)
-    recipe = plan.recipe if plan.source == "instances" else BoxRecipe(level="figure", gate=False, percentile=70.0)
+    recipe = {
+        "instances": plan.recipe,
+        "segments": BoxRecipe(level="figure", gate=False, segments=SegmentSeeds()),
+        "one-box": BoxRecipe(level="figure", gate=False, percentile=70.0),
+    }[plan.source]
     store = MapStore(run.maps_dir(plan.method))
     derived = derive_boxes(train, store, recipe, method=plan.method)
     return replace(derived, method=f"{plan.method}-{plan.source}")

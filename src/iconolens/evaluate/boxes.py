@@ -32,10 +32,12 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from iconolens.atomic import write_json_atomically
+from iconolens.data.images import load_image
 from iconolens.data.records import Box, Dataset, Level, Sample
-from iconolens.errors import BadInputError
+from iconolens.errors import BadInputError, IconolensError
 from iconolens.evaluate.instances import (
     DEFAULT_MAX_INSTANCES,
     DEFAULT_MIN_DISTANCE,
@@ -52,6 +54,7 @@ from iconolens.evaluate.localisation import (
     normalised_maps,
     pixel_box,
 )
+from iconolens.evaluate.segments import SegmentSeeds, segment_boxes
 from iconolens.explain.store import MapStore
 from iconolens.progress import progress
 
@@ -67,6 +70,8 @@ class BoxRecipe:
 
     ``instances`` draws one box per salient instance (see :mod:`iconolens.evaluate.instances`) with the
     five parameters after it, instead of thresholding the map; threshold and percentile then do not apply.
+    ``segments`` instead snaps boxes to the object regions GrabCut cuts out of the image with the map as seed
+    (see :mod:`iconolens.evaluate.segments`); it needs the image itself.
     """
 
     level: Level = "figure"
@@ -81,20 +86,28 @@ class BoxRecipe:
     region_fraction: float = DEFAULT_REGION_FRACTION
     nms_iou: float = DEFAULT_NMS_IOU
     max_instances: int = DEFAULT_MAX_INSTANCES
+    segments: SegmentSeeds | None = None
 
     def __post_init__(self) -> None:
         if self.threshold is not None and self.percentile is not None:
             raise ValueError("give a fixed threshold or a percentile, not both")
         if self.percentile is not None and not 0 <= self.percentile <= 100:
             raise ValueError(f"percentile must be between 0 and 100, got {self.percentile}")
+        if self.segments is not None and (self.instances or self.threshold is not None or self.percentile is not None):
+            raise BadInputError("boxes snapped to segments are seeded by the map's percentiles, so instances, a "
+                                "threshold or a percentile do not apply")
         if self.instances:
             if self.threshold is not None or self.percentile is not None:
                 raise BadInputError("instance boxes grow from each peak, so a threshold or percentile does not apply")
             check_instance_parameters(self.min_distance, self.relative_height, self.region_fraction, self.nms_iou,
                                       self.max_instances)
 
-    def boxes(self, saliency: np.ndarray) -> list[MapBox]:
-        """The boxes this recipe draws on one normalised map."""
+    def boxes(self, saliency: np.ndarray, image: Image.Image | None = None) -> list[MapBox]:
+        """The boxes this recipe draws on one normalised map (of ``image``'s size, which ``segments`` needs)."""
+        if self.segments is not None:
+            if image is None:
+                raise BadInputError("boxes snapped to segments need the image the map was computed on")
+            return segment_boxes(image, saliency, self.segments)
         if self.instances:
             return instance_boxes(saliency, min_distance=self.min_distance, relative_height=self.relative_height,
                                   region_fraction=self.region_fraction, nms_iou=self.nms_iou,
@@ -124,6 +137,7 @@ class BoxRecipe:
                 "nms_iou": self.nms_iou,
                 "max_instances": self.max_instances,
             } if self.instances else None,
+            "segments": None if self.segments is None else self.segments.to_json(),
         }
 
 
@@ -238,7 +252,16 @@ def derive_boxes(
             counts["missing_maps"] += 1
             continue
         counts["images"] += 1
-        height, width = image_size_of(sample)
+        image = None
+        if recipe.segments is not None:
+            try:
+                image = load_image(sample.path)
+            except IconolensError:
+                counts["unreadable_images"] = counts.get("unreadable_images", 0) + 1
+                continue
+            width, height = image.size
+        else:
+            height, width = image_size_of(sample)
         raw, scores = store.read(sample.id)
         wanted = []
         for cls in sample.labels:
@@ -268,7 +291,7 @@ def derive_boxes(
                     counts["gated_out"] += 1
                     continue
             kept_any = True
-            found = recipe.boxes(saliency)
+            found = recipe.boxes(saliency, image)
             if not found:
                 counts["empty_foreground"] += 1
             for box in found:
