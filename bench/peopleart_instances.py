@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -39,7 +38,6 @@ import torch
 from iconolens.data.collections import load_collection
 from iconolens.data.dataset_json import save_dataset_json
 from iconolens.detect.weak import WeakDetectionPlan, first_pseudo_boxes, weakly_supervised_detector
-from iconolens.evaluate.boxes import BoxRecipe
 from iconolens.evaluate.detection import evaluate_derived_boxes
 from iconolens.explain.collection import ExplainSettings, explain_run
 from iconolens.models.training import TrainingConfig, train_classifier

@@ -55,12 +55,13 @@ def test_chain_runs_every_stage_then_resumes_without_redoing_any(collection) -> 
     assert again.stages[3] == {**result.stages[3], "resumed": True}  # what the summary said of it is kept
 
 
-def test_pseudo_boxes_do_not_depend_on_expert_boxes(collection) -> None:
+@pytest.mark.parametrize("source", ["one-box", "segments"])
+def test_pseudo_boxes_do_not_depend_on_expert_boxes(collection, source: str) -> None:
     root, dataset = collection
-    with_boxes = _run(root, "with", dataset)
+    with_boxes = _run(root, f"with-{source}", dataset)
     stripped = dataset.with_samples(tuple(replace(s, boxes=()) for s in dataset.samples))
-    without = _run(root, "without", stripped)
-    plan = replace(PLAN, rounds=0, evaluate_split=None)
+    without = _run(root, f"without-{source}", stripped)
+    plan = replace(PLAN, rounds=0, evaluate_split=None, source=source)
     weakly_supervised_detector(with_boxes, plan)
     weakly_supervised_detector(without, plan)
     read = lambda run: json.loads(next((run / "weak" / "round-0" / "boxes").glob("*_detections.json")).read_text())

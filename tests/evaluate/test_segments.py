@@ -62,3 +62,12 @@ def test_a_map_without_contrast_seeds_nothing_and_sizes_must_agree() -> None:
         BoxRecipe(gate=False, percentile=70.0, segments=SegmentSeeds())
     with pytest.raises(BadInputError, match="need the image"):
         BoxRecipe(gate=False, segments=SegmentSeeds()).boxes(_part_map())
+
+
+def test_the_same_map_and_image_give_the_same_boxes_every_time() -> None:
+    rng = np.random.default_rng(3)
+    painting = Image.fromarray(rng.integers(0, 256, (80, 90, 3), dtype=np.uint8))
+    saliency = rng.random((80, 90)).astype(np.float32)
+    first = segment_boxes(painting, saliency)
+    segment_boxes(Image.fromarray(rng.integers(0, 256, (50, 50, 3), dtype=np.uint8)), rng.random((50, 50)))
+    assert segment_boxes(painting, saliency) == first

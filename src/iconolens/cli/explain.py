@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from iconolens.data.images import DEFAULT_MAX_PIXELS
-from iconolens.errors import BadInputError, IconolensError
+from iconolens.errors import BadInputError
 
 console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -5,9 +5,10 @@ chain resumes where it stopped, and any stage can be re-run by deleting its fold
 
     RUN/model/                    classifier (trained off-the-shelf when missing)
     RUN/maps/<method>/            its saliency maps of the training images, at ``map_size``
-    RUN/weak/round-0/boxes/       pseudo boxes (COCO detections and a pseudo-ground-truth COCO file):
-                                  several instances per map, multiple-instance learning over proposals, or one
-                                  box around each map's foreground
+    RUN/weak/round-0/boxes/       pseudo boxes (COCO detections and a pseudo-ground-truth COCO file): one box
+                                  around each map's foreground, boxes snapped to the painted objects the map
+                                  points at, several instances per map, or multiple-instance learning over
+                                  proposals
     RUN/weak/round-0/detector/    a Faster R-CNN trained on them
     RUN/weak/round-<r>/           self-training: detector r-1 re-labels the training images, detector r learns
     RUN/weak/summary.json         per stage: wall time, box counts, the held-out training check, and, where the
@@ -53,7 +54,7 @@ class WeakDetectionPlan:
     """Every choice of the chain. Defaults are the ones measured on People-Art in docs/benchmarks.md."""
 
     split: str = "train"
-    source: BoxSource = "instances"
+    source: BoxSource = "one-box"
     # classifier, trained only when the run has none
     classifier_backbone: str = "mobilenet_v2"
     classifier_image_size: int = 224
@@ -61,7 +62,7 @@ class WeakDetectionPlan:
     # maps
     method: str = "cam"
     map_size: int = 448
-    # pseudo boxes from maps
+    # pseudo boxes from maps, for the instances source
     recipe: BoxRecipe = field(default_factory=lambda: BoxRecipe(level="figure", gate=False, instances=True))
     # detector
     backbone: str = DEFAULT_BACKBONE

@@ -73,6 +73,7 @@ def segment_boxes(image: Image.Image, saliency: np.ndarray, seeds: SegmentSeeds 
     if (mask == cv2.GC_PR_BGD).all() or not (mask != cv2.GC_FGD).any():
         return []  # GrabCut needs both an object and a background to model
     background, foreground = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.setRNGSeed(0)  # GrabCut starts its colour models with k-means from OpenCV's global generator
     cv2.grabCut(pixels, mask, None, background, foreground, seeds.iterations, cv2.GC_INIT_WITH_MASK)
     objects = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(objects, connectivity=8)
