@@ -58,7 +58,11 @@ def explain(
     methods: str = typer.Option(
         DEFAULT_METHODS,
         "--methods",
-        help="Comma-separated saliency methods: cam, gradcam, gradcampp, smoothgradcampp, vbp, rise.",
+        help=(
+            "Comma-separated saliency methods: cam, gradcam, gradcampp, smoothgradcampp, xgradcam, hirescam, "
+            "layercam, ablationcam, eigencam (one forward pass each with a GAP + linear head), scorecam (one "
+            "forward pass per feature channel, shared by all classes), vbp, rise."
+        ),
     ),
     classes: Optional[str] = typer.Option(
         None, "--classes", help="Comma-separated class names to explain (default: every class of the model)."

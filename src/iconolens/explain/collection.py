@@ -20,7 +20,7 @@ import torch
 from iconolens.atomic import write_json_atomically
 from iconolens.data.images import DEFAULT_MAX_PIXELS, load_image
 from iconolens.errors import BadInputError, IconolensError
-from iconolens.explain.engine import check_parameters, explain_maps, resolve_classes
+from iconolens.explain.engine import CLASS_AGNOSTIC, check_parameters, explain_maps, resolve_classes
 from iconolens.explain.layers import resolve_target_layer
 from iconolens.explain.store import MapStore
 from iconolens.models.checkpoint import load_checkpoint
@@ -62,8 +62,12 @@ def method_parameters(method: str, target_layer: str, settings: ExplainSettings,
     elif method == "rise":
         params = {"masks": settings.masks, "grid": settings.grid, "p": settings.p, "seed": settings.seed,
                   "score": "probability"}
-    elif method == "vbp":
+    elif method == "scorecam":
+        params["score"] = "probability"
+    elif method in CLASS_AGNOSTIC:
         params = {"note": "class-independent: every class has the same map"}
+        if method == "eigencam":
+            params["target_layer"] = target_layer
     params["input_size"] = input_size
     return params
 

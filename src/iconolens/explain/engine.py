@@ -2,16 +2,25 @@
 
 How each method is computed, fastest first:
 - ``cam``: one forward pass in inference mode; needs a global-average-pooling + linear head.
-- ``gradcam``, ``gradcampp``: one forward pass. With a GAP + linear head (recognised from the values it
-  computed, see ``iconolens.explain.head``) the gradient is known in closed form and no backward pass runs;
-  with any other head, one batched backward pass from the logits to the feature maps gives every class.
+- ``gradcam``, ``gradcampp``, ``xgradcam``, ``hirescam``, ``layercam``: one forward pass. With a GAP + linear
+  head (recognised from the values it computed, see ``iconolens.explain.head``) the gradient is known in
+  closed form and no backward pass runs; with any other head, one batched backward pass from the logits to
+  the feature maps gives every class.
+- ``ablationcam``: one forward pass with a GAP + linear head (a channel's score drop is known in closed
+  form); otherwise the layers after the target run again on ``K`` ablated copies per image, shared by all
+  classes (``iconolens.explain.ablation``).
+- ``eigencam``: one forward pass in inference mode; the same map for every class.
+- ``layercam_fused``: LayerCAM of three stages (strides 8, 16, 32) fused at the finest one; one forward pass
+  and one batched backward pass per stage (``iconolens.explain.layercam``).
 - ``smoothgradcampp``: the clean image and ``n`` noisy copies go through the network in large batches,
   each copy handled as ``gradcampp``.
 - ``vbp``: one forward pass in inference mode; the same map for every class.
+- ``scorecam``: one forward pass, then ``K`` masked copies of each image in batches, shared by all classes.
 - ``rise``: ``n_masks`` masked copies in batches, in inference mode.
 
-The score explained by the gradient methods is the class logit. The model is put in eval mode for the
-computation and every submodule gets its own mode back afterwards; parameters' ``.grad`` are not touched.
+The score explained by the gradient and ablation methods is the class logit; Score-CAM and RISE explain
+the class probability, as their papers do. The model is put in eval mode for the computation and every
+submodule gets its own mode back afterwards; parameters' ``.grad`` are not touched.
 """
 
 from __future__ import annotations
@@ -26,14 +35,22 @@ from torch import Tensor, nn
 
 from iconolens.errors import BadInputError
 from iconolens.explain import cam as cam_formulas
+from iconolens.explain.ablation import ablation_drops
 from iconolens.explain.gradients import maps_from_gradients
 from iconolens.explain.head import linear_gap_weight
-from iconolens.explain.layers import TargetLayer, block_names, resolve_target_layer
+from iconolens.explain.layercam import default_fusion_stages, fused_layercam
+from iconolens.explain.layers import TargetLayer, block_names, named_target_layer, resolve_target_layer
 from iconolens.explain.recording import evaluation_mode, record_forward
 from iconolens.explain.rise import plan_masks, rise_saliency
+from iconolens.explain.scorecam import masked_scores, scorecam_from_scores
 from iconolens.explain.vbp import visual_backprop
 
-METHODS: tuple[str, ...] = ("cam", "gradcam", "gradcampp", "smoothgradcampp", "vbp", "rise")
+METHODS: tuple[str, ...] = (
+    "cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "hirescam", "layercam", "ablationcam",
+    "eigencam", "layercam_fused", "scorecam", "vbp", "rise",
+)
+#: Methods whose map is the same for every class.
+CLASS_AGNOSTIC: tuple[str, ...] = ("eigencam", "vbp")
 Activation = Literal["softmax", "sigmoid"]
 #: ``batch_size`` counts images of this many pixels (224 x 224).
 REFERENCE_PIXELS = 224 * 224
@@ -41,11 +58,19 @@ REFERENCE_PIXELS = 224 * 224
 _FROM_WEIGHT = {
     "gradcam": cam_formulas.gradcam_from_weight,
     "gradcampp": cam_formulas.gradcampp_from_weight,
+    "xgradcam": cam_formulas.xgradcam_from_weight,
+    "hirescam": cam_formulas.hirescam_from_weight,
+    "layercam": cam_formulas.layercam_from_weight,
 }
 _FROM_GRADIENTS = {
     "gradcam": cam_formulas.gradcam_from_gradients,
     "gradcampp": cam_formulas.gradcampp_from_gradients,
+    "xgradcam": cam_formulas.xgradcam_from_gradients,
+    "hirescam": cam_formulas.hirescam_from_gradients,
+    "layercam": cam_formulas.layercam_from_gradients,
 }
+#: Methods computed from one recorded forward pass (plus gradients or ablations where no closed form holds).
+ONE_PASS_METHODS: tuple[str, ...] = ("cam", *_FROM_GRADIENTS, "ablationcam", "eigencam")
 
 
 @dataclass(frozen=True)
@@ -138,26 +163,58 @@ def _cam_family(
     classes: ClassChoice,
     class_names: Sequence[str] | None,
 ) -> tuple[Tensor, Tensor, Tensor, bool]:
-    """Maps of ``cam``/``gradcam``/``gradcampp`` for one batch -> (maps, logits, class indices, closed form)."""
-    record = record_forward(model, images, target, gradients=method != "cam")
+    """Maps of a one-pass method (``ONE_PASS_METHODS``) for one batch -> (maps, logits, class indices, closed form)."""
+    record = record_forward(model, images, target, gradients=method in _FROM_GRADIENTS)
     indices = resolve_classes(classes, record.logits.shape[1], class_names)
     weight = linear_gap_weight(record)
+    chosen = None if weight is None else weight[indices.to(weight.device)]
+    logits = record.logits.detach()
     with torch.no_grad():
         features = record.activation.detach()
         if method == "cam":
-            if weight is None:
+            if chosen is None:
                 raise BadInputError(
                     "CAM needs a head of global average pooling followed by one linear layer, and this "
                     "model has another head; use gradcam or gradcampp"
                 )
-            maps = cam_formulas.cam_from_weight(features, weight[indices.to(weight.device)])
-        elif weight is not None:
-            maps = _FROM_WEIGHT[method](features, weight[indices.to(weight.device)])
-    if method != "cam" and weight is None:
+            maps = cam_formulas.cam_from_weight(features, chosen)
+        elif method == "eigencam":
+            maps = cam_formulas.eigencam(features).expand(-1, len(indices), -1, -1).clone()
+        elif method == "ablationcam":
+            on_device = indices.to(logits.device)
+            if chosen is not None:
+                drops = cam_formulas.ablation_drops_from_weight(features, chosen)
+            else:
+                drops = ablation_drops(model, images, target, features, logits, on_device)
+            maps = cam_formulas.ablationcam_from_drops(features, logits[:, on_device], drops)
+        elif chosen is not None:
+            maps = _FROM_WEIGHT[method](features, chosen)
+    if method in _FROM_GRADIENTS and weight is None:
         maps = maps_from_gradients(
             record.logits, record.activation, indices.to(record.logits.device), _FROM_GRADIENTS[method]
         )
-    return maps, record.logits.detach(), indices, weight is not None
+    return maps, logits, indices, weight is not None
+
+
+def _scorecam(
+    model: nn.Module,
+    images: Tensor,
+    target: TargetLayer,
+    classes: ClassChoice,
+    class_names: Sequence[str] | None,
+    activation: Activation,
+    batch_size: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Score-CAM maps for one batch -> (maps, logits, class indices); see ``iconolens.explain.scorecam``."""
+    record = record_forward(model, images, target, gradients=False)
+    indices = resolve_classes(classes, record.logits.shape[1], class_names)
+    with torch.inference_mode():
+        predict = lambda batch: probabilities(model(batch), activation)  # noqa: E731
+        on_device = indices.to(record.logits.device)
+        scores = masked_scores(predict, images, record.activation, _images_per_pass(images[:1], batch_size))
+        baseline = predict(torch.zeros_like(images[:1]))[:, on_device].expand(images.shape[0], -1)
+        maps = scorecam_from_scores(record.activation, scores[:, :, on_device], baseline)
+    return maps, record.logits, indices
 
 
 def _smooth_gradcampp(
@@ -218,6 +275,7 @@ def explain_maps(
     batch_size: int = 32,
     map_stride: int = 4,
     known_scores: Tensor | None = None,
+    fuse_layers: Sequence[str] | None = None,
 ) -> SaliencyResult:
     """Saliency maps of ``method`` for ``images`` ``(N, 3, H, W)`` (already normalised for the model).
 
@@ -229,7 +287,10 @@ def explain_maps(
     ``(n, 1, 3, H, W)`` from ``torch.Generator().manual_seed(seed)`` and shared by the images of a call.
     RISE: ``n_masks`` masks on a ``grid x grid`` grid with keep probability ``p``, seeded by ``seed``;
     maps come at ``1/map_stride`` of the input size. ``batch_size``: images of 224x224 pixels per forward
-    pass for noisy copies and masked images (proportionally fewer for larger images).
+    pass for noisy copies and masked images (Smooth Grad-CAM++, RISE, Score-CAM; proportionally fewer for
+    larger images).
+    ``fuse_layers``: the stages ``layercam_fused`` fuses, shallow to deep (default: the last module at each of
+    the three deepest resolutions).
     ``known_scores``: the ``(N, C)`` probabilities of the chosen classes when the caller already has them
     (from another method on the same batch); they are returned as given, and Smooth Grad-CAM++ then skips
     the forward pass of the clean images, one sixth of its cost at ``n=5``.
@@ -244,8 +305,18 @@ def explain_maps(
     target = resolve_target_layer(model, target_layer)
     closed = False
     with evaluation_mode(model):
-        if method in ("cam", "gradcam", "gradcampp"):
+        if method in ONE_PASS_METHODS:
             maps, logits, indices, closed = _cam_family(model, images, method, target, classes, class_names)
+        elif method == "layercam_fused":
+            stages = list(fuse_layers) if fuse_layers else default_fusion_stages(model, images[:1])
+            for name in stages:
+                named_target_layer(model, name)
+            maps, logits, indices = fused_layercam(
+                model, images, stages, lambda count: resolve_classes(classes, count, class_names)
+            )
+            target = TargetLayer(",".join(stages))
+        elif method == "scorecam":
+            maps, logits, indices = _scorecam(model, images, target, classes, class_names, activation, batch_size)
         elif method == "smoothgradcampp":
             maps, logits, indices, closed = _smooth_gradcampp(
                 model, images, target, classes, class_names, n, sigma, seed, batch_size,
