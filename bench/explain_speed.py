@@ -230,6 +230,101 @@ def paired_ratios(name: str, size: int, reps: int) -> list[str]:
     return lines
 
 
+MORE_METHODS = ("xgradcam", "hirescam", "layercam", "ablationcam", "eigencam", "layercam_fused", "scorecam")
+#: pytorch-grad-cam's class for each method it also has.
+PEER_CLASSES = {
+    "xgradcam": "XGradCAM", "hirescam": "HiResCAM", "layercam": "LayerCAM",
+    "ablationcam": "AblationCAM", "eigencam": "EigenCAM", "scorecam": "ScoreCAM",
+}
+#: Methods that make one forward pass per feature channel (and, in pytorch-grad-cam, per class too).
+PER_CHANNEL = ("ablationcam", "scorecam")
+
+
+def peer_maps(kind: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, classes: int) -> np.ndarray:
+    """pytorch-grad-cam's maps for ``classes`` classes, one call per class as its users do."""
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    method = getattr(pytorch_grad_cam, PEER_CLASSES[kind])
+    with method(model=model, target_layers=[layer]) as cam:
+        if kind == "scorecam":
+            cam.batch_size = 16
+        maps = [cam(input_tensor=x, targets=[ClassifierOutputTarget(c)] * len(x)) for c in range(classes)]
+    return np.stack(maps, axis=1)
+
+
+def peer_style_variants(kind: str, model: nn.Module, x: torch.Tensor, raw: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Our maps re-weighted the way pytorch-grad-cam departs from the papers, to show where the gap comes from."""
+    from iconolens.explain.layers import find_target_layer
+    from iconolens.explain.recording import record_forward
+    from iconolens.explain.scorecam import masked_scores
+
+    if kind == "hirescam":
+        return {"ReLU applied": torch.relu(raw)}
+    if kind not in ("eigencam", "scorecam"):
+        return {}
+    record = record_forward(model, x, find_target_layer(model), gradients=False)
+    features = record.activation.clone()
+    if kind == "eigencam":
+        n, k, h, w = features.shape
+        matrix = features.reshape(n, k, h * w).transpose(1, 2).double()
+        centred = matrix - matrix.mean(dim=1, keepdim=True)
+        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+        projection = torch.einsum("npk,nk->np", centred, vh[:, 0, :]).reshape(n, 1, h, w).float()
+        # Their sign is whatever the SVD returns, then ReLU: show both signs, the better one is theirs.
+        return {"centred, + sign, ReLU": torch.relu(projection), "centred, - sign, ReLU": torch.relu(-projection)}
+    with torch.inference_mode():
+        baseline = model(torch.zeros_like(x[:1]))
+        logits = masked_scores(lambda b: model(b), x, features, 16, baseline)  # (N, K, C): logits of masked images
+        weights = torch.softmax(logits, dim=1).transpose(1, 2)  # softmax over channels, per class
+        return {"softmax of masked logits over channels": torch.relu(torch.einsum("nck,nkhw->nchw", weights, features))}
+
+
+def bench_more(name: str, size: int, reps: int, per_channel_images: int) -> tuple[list[str], list[str]]:
+    """The six further methods (and the fused LayerCAM) against pytorch-grad-cam: seconds and agreement."""
+    import os
+
+    os.environ["TQDM_DISABLE"] = "1"
+    model, layer, _ = build_model(name)
+    batch = load_batch(size, 8)
+    lines, agreement = [], []
+    with torch.inference_mode():
+        model(batch)
+    floors = []
+    for _ in range(reps):
+        with torch.inference_mode():
+            floors.append(timed(lambda: model(batch))[0])
+    floor = min(floors) / len(batch)
+    lines.append(f"| {name} | {size} | one forward pass (floor) | {floor:.4f} | 1.00x | |")
+    for method in MORE_METHODS:
+        x = batch[:per_channel_images] if method in PER_CHANNEL else batch
+        runs = 1 if method in PER_CHANNEL else reps
+        seconds, result = min(
+            (timed(lambda: explain_maps(model, x, method, batch_size=16)) for _ in range(runs)), key=lambda t: t[0]
+        )
+        per_image = seconds / len(x)
+        note = f"{len(x)} images, batch 16" if method in PER_CHANNEL else ""
+        lines.append(f"| {name} | {size} | ours {method} | {per_image:.4f} | {per_image / floor:.2f}x | {note} |")
+        if method not in PEER_CLASSES:
+            continue
+        timed_classes = 1 if method in PER_CHANNEL else 2
+        seconds, theirs = timed(lambda: peer_maps(method, model, layer, x, timed_classes))
+        theirs_per_image = seconds * CLASSES / timed_classes / len(x)
+        lines.append(
+            f"| {name} | {size} | pytorch-grad-cam {method} | {theirs_per_image:.4f} | {theirs_per_image / floor:.2f}x "
+            f"| {timed_classes} class{'es' if timed_classes > 1 else ''} timed, x{CLASSES // timed_classes}; "
+            f"ours {theirs_per_image / per_image:.1f}x faster |"
+        )
+        raw = result.raw[:, :timed_classes]
+        variants = {"as in the paper": raw, **peer_style_variants(method, model, x, result.raw)}
+        for label, maps in variants.items():
+            mine = normalise_maps(maps[:, :timed_classes].expand(-1, timed_classes, -1, -1), (size, size)).numpy()
+            mean_r, min_r, count = correlation(mine, theirs)
+            agreement.append(f"| {name} | {size} | {method}, ours {label} | {mean_r:.5f} | {min_r:.5f} | {count} |")
+    print("\n".join(lines + agreement), flush=True)
+    return lines, agreement
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet50,efficientnet_lite0")
@@ -242,10 +337,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rise-masks", type=int, default=8)
     parser.add_argument("--paired-only", action="store_true", help="only the paired ratios of our methods")
     parser.add_argument("--paired-reps", type=int, default=5, help="pairs per method at 224 px (half above)")
+    parser.add_argument("--more-methods", action="store_true", help="only xgradcam, hirescam, layercam, ablationcam, eigencam, layercam_fused and scorecam")
+    parser.add_argument("--per-channel-images", type=int, default=2, help="images for ablationcam and scorecam, whose peers cost one pass per channel and class")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     warnings.filterwarnings("ignore")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch 8, {CLASSES} classes", flush=True)
+    if args.more_methods:
+        print("| model | px | method | s/image | x forward | note |\n|---|---|---|---|---|---|", flush=True)
+        agreement = []
+        for name in args.models.split(","):
+            for size in (int(s) for s in args.sizes.split(",")):
+                agreement.extend(bench_more(name, size, args.reps, args.per_channel_images)[1])
+        print("\n| model | px | comparison | mean r | min r | maps |\n|---|---|---|---|---|---|")
+        print("\n".join(agreement))
+        return
     if args.paired_only:
         print("| model | px | method | median time / forward | range | pairs |\n|---|---|---|---|---|---|")
         for name in args.models.split(","):

@@ -247,3 +247,30 @@ def test_fused_layercam_is_the_max_of_scaled_stage_maps(images):
     assert_close(result.raw, expected)
     named = explain_maps(net, images, "layercam_fused", fuse_layers=["features.3", "features.5"]).raw
     assert named.shape == (len(images), CLASSES, 4, 4)
+
+
+def test_scorecam_skips_constant_channels_exactly(gap_net, images):
+    """A channel that is 0 everywhere masks the whole image: its score is the baseline's, with no pass."""
+    from iconolens.explain.scorecam import masked_scores
+
+    features = gap_net.body(images).detach()
+    features[:, 2] = 0
+    features[1, 4] = 1.5
+    calls = []
+
+    def predict(batch):
+        calls.append(len(batch))
+        return torch.softmax(gap_net(batch), dim=1)
+
+    baseline = predict(torch.zeros_like(images[:1]))
+    scores = masked_scores(predict, images, features, 64, baseline)
+    varying = sum(float(features[n, k].max()) != float(features[n, k].min()) for n in range(3) for k in range(6))
+    assert varying <= 3 * 6 - 4  # the four channels made constant above, and any the ReLU left at 0
+    assert sum(calls) - 1 == varying  # one masked image per varying channel, besides the baseline
+    for n in range(len(images)):
+        for k in range(6):
+            up = F.interpolate(features[n, k][None, None], size=(8, 8), mode="bilinear", align_corners=False)[0, 0]
+            span = float(up.max() - up.min())
+            mask = torch.zeros_like(up) if span == 0 else (up - up.min()) / span
+            expected = torch.softmax(gap_net((images[n] * mask)[None]), dim=1)[0]
+            torch.testing.assert_close(scores[n, k], expected.detach(), rtol=1e-9, atol=1e-12)

@@ -90,7 +90,8 @@ def explain(
     image_size: Optional[int] = typer.Option(
         None, "--image-size", min=16,
         help="Input size to explain at (default: the classifier's own). Maps grow with it: a stride-32 network "
-        "gives 14 x 14 maps at 448 px, fine enough to separate figures standing close together.",
+        "gives 14 x 14 maps at 448 px, fine enough to separate figures standing close together. "
+        "Not for vit_b_16, which takes 224 px only.",
     ),
 ) -> None:
     """Compute raw saliency maps for every image of the run and store them under RUN/maps/<method>/.

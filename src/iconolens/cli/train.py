@@ -14,7 +14,8 @@ console = Console(highlight=False, soft_wrap=True)
 
 BACKBONE_HELP = (
     "Architecture: efficientnet_lite0 or mobilenet_v2 (ImageNet weights shipped), resnet18, resnet50, "
-    "vgg19, inception_v3, alexnet (ImageNet weights only from --weights, else random)."
+    "vgg19, inception_v3, alexnet, convnext_tiny, swin_t, vit_b_16 (224 px only) (ImageNet weights only "
+    "from --weights, else random)."
 )
 
 
@@ -53,7 +54,7 @@ def train(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per optimisation step."),
     learning_rate: float = typer.Option(1e-3, "--lr", help="Learning rate (RMSprop for heads, SGD otherwise)."),
     patience: int = typer.Option(7, "--patience", min=1, help="Epochs without a lower validation loss before stopping."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="ImageNet state-dict file for the backbone."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="ImageNet state-dict file for the backbone; nothing is downloaded."),
     init_from: Optional[Path] = typer.Option(
         None, "--init-from", help="An iconolens checkpoint folder of the same backbone to start from (its head is replaced)."
     ),

@@ -2,7 +2,8 @@
 
 For a GAP + linear head the drops are known in closed form (``iconolens.explain.cam``). Otherwise each image's
 feature maps are copied ``K`` times, copy ``k`` with channel ``k`` set to zero, and the copies replace the target
-layer's output in a forward pass of that image: the layers before the target run once per chunk of copies, the
+layer's output (in the layer's own layout: tokens, channels-last) in a forward pass of that image; a tensor
+from before the target that the later layers add back (a residual) broadcasts over the copies: the layers before the target run once per chunk of copies, the
 layers after it once per copy, and every class's drop comes from the same passes.
 """
 
@@ -15,6 +16,7 @@ from torch import Tensor, nn
 
 from iconolens.errors import BadInputError
 from iconolens.explain.layers import TargetLayer, module_named
+from iconolens.explain.tokens import head_width_of, layout_of, patch_size_of
 
 #: Upper bound, in bytes, for one chunk of ablated copies of the feature maps.
 ABLATION_CHUNK_BYTES = 128 * 1024 * 1024
@@ -27,13 +29,17 @@ def logits_with_replaced_activation(model: nn.Module, image: Tensor, target: Tar
     of the usual classifiers); otherwise the batch sizes disagree and the sentence says so.
     """
     module = module_named(model, target.name)
+    size = (int(image.shape[-2]), int(image.shape[-1]))
 
     def swap(tensor: Any) -> Tensor:
-        if not isinstance(tensor, Tensor) or tensor.shape[1:] != replacement.shape[1:]:
+        layout = layout_of(
+            tensor, size, head_width=head_width_of(model), patch_size=patch_size_of(model), where=target.describe()
+        )
+        if layout.to_grid(tensor).shape[1:] != replacement.shape[1:]:
             raise BadInputError(
                 f"layer {target.describe()!r} does not give the feature maps seen when they were recorded"
             )
-        return replacement
+        return layout.from_grid(replacement, tensor)
 
     if target.side == "output":
         handle = module.register_forward_hook(lambda m, a, out: swap(out))

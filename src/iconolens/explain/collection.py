@@ -6,7 +6,8 @@ interrupted run resumes; images that cannot be read are listed in ``maps/problem
 
 ``image_size`` explains at another input size than the classifier was trained at. A network ending in global
 average pooling accepts any size, and its maps grow with the input (7 x 7 at 224 px, 14 x 14 at 448 px for a
-stride-32 network): finer maps separate figures standing close together.
+stride-32 network): finer maps separate figures standing close together. A vision transformer with learnt
+position embeddings (ViT-B/16) takes its own input size only, and another one is refused.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from iconolens.errors import BadInputError, IconolensError
 from iconolens.explain.engine import CLASS_AGNOSTIC, check_parameters, explain_maps, resolve_classes
 from iconolens.explain.layers import resolve_target_layer
 from iconolens.explain.store import MapStore
-from iconolens.models.checkpoint import load_checkpoint
+from iconolens.models.backbones import backbone_spec
+from iconolens.models.checkpoint import load_checkpoint, read_meta
 from iconolens.models.transforms import image_to_tensor
 from iconolens.progress import progress
 from iconolens.run import RunDirectory
@@ -92,10 +94,18 @@ def explain_run(
     if not run.dataset_json.is_file():
         raise BadInputError("no dataset.json in the run folder (create it with `iconolens data split`)", run.root)
     dataset = load_dataset_json(run.dataset_json)
-    model, meta = load_checkpoint(run.model_dir)
     if s.image_size is not None:
         if s.image_size < 16:
             raise BadInputError(f"the input size must be at least 16 pixels, got {s.image_size}")
+        backbone = read_meta(run.model_dir).backbone
+        fixed = backbone_spec(backbone).fixed_input_size
+        if fixed is not None and s.image_size != fixed:
+            raise BadInputError(
+                f"a {backbone} classifier takes images of exactly {fixed} pixels only, so it cannot be "
+                f"explained at {s.image_size}; use its own input size"
+            )
+    model, meta = load_checkpoint(run.model_dir)
+    if s.image_size is not None:
         meta = replace(meta, input_size=s.image_size)
     class_names = list(meta.classes)
     chosen = list(classes) if classes else class_names

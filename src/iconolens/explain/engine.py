@@ -43,6 +43,7 @@ from iconolens.explain.layers import TargetLayer, block_names, named_target_laye
 from iconolens.explain.recording import evaluation_mode, record_forward
 from iconolens.explain.rise import plan_masks, rise_saliency
 from iconolens.explain.scorecam import masked_scores, scorecam_from_scores
+from iconolens.explain.tokens import check_input_size
 from iconolens.explain.vbp import visual_backprop
 
 METHODS: tuple[str, ...] = (
@@ -211,9 +212,11 @@ def _scorecam(
     with torch.inference_mode():
         predict = lambda batch: probabilities(model(batch), activation)  # noqa: E731
         on_device = indices.to(record.logits.device)
-        scores = masked_scores(predict, images, record.activation, _images_per_pass(images[:1], batch_size))
-        baseline = predict(torch.zeros_like(images[:1]))[:, on_device].expand(images.shape[0], -1)
-        maps = scorecam_from_scores(record.activation, scores[:, :, on_device], baseline)
+        baseline = predict(torch.zeros_like(images[:1]))
+        per_pass = _images_per_pass(images[:1], batch_size)
+        scores = masked_scores(predict, images, record.activation, per_pass, baseline)
+        chosen_baseline = baseline[:, on_device].expand(images.shape[0], -1)
+        maps = scorecam_from_scores(record.activation, scores[:, :, on_device], chosen_baseline)
     return maps, record.logits, indices
 
 
@@ -297,6 +300,7 @@ def explain_maps(
     """
     check_parameters(method, n, sigma, n_masks, grid, p, activation)
     _check_images(images)
+    check_input_size(model, images)
     if isinstance(map_stride, bool) or not isinstance(map_stride, int) or map_stride < 1:
         raise BadInputError(f"map_stride must be a whole number of at least 1; got {map_stride!r}")
     parameter = next(model.parameters(), None)

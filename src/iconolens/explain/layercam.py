@@ -24,6 +24,7 @@ from iconolens.explain.cam import layercam_from_gradients
 from iconolens.explain.gradients import maps_from_gradients
 from iconolens.explain.layers import TargetLayer, block_names, module_named
 from iconolens.explain.recording import ForwardRecord, record_forward
+from iconolens.explain.tokens import GridLayout, head_width_of, map_layout
 
 #: The paper's scaling of each stage's map before fusion.
 GAMMA = 2.0
@@ -35,10 +36,13 @@ def default_fusion_stages(model: nn.Module, image: Tensor, count: int = DEFAULT_
     """Names of the last module at each of the ``count`` deepest spatial resolutions, shallow to deep."""
     shapes: list[tuple[str, tuple[int, ...]]] = []
     handles = []
+    image_size, head_width = (int(image.shape[-2]), int(image.shape[-1])), head_width_of(model)
     for name in block_names(model):
         def keep(module: nn.Module, args: tuple[Any, ...], out: Any, name: str = name) -> None:
-            if isinstance(out, Tensor) and out.ndim == 4 and out.shape[-2:] != (1, 1):
-                shapes.append((name, tuple(out.shape[-2:])))
+            if isinstance(out, Tensor) and out.ndim == 4:
+                grid = map_layout(tuple(out.shape), image_size, head_width).to_grid(out)
+                if grid.shape[-2:] != (1, 1):
+                    shapes.append((name, tuple(grid.shape[-2:])))
         handles.append(module_named(model, name).register_forward_hook(keep))
     try:
         with torch.inference_mode():
@@ -56,8 +60,11 @@ def default_fusion_stages(model: nn.Module, image: Tensor, count: int = DEFAULT_
     return names
 
 
-def record_stages(model: nn.Module, images: Tensor, stages: Sequence[str]) -> tuple[ForwardRecord, list[Tensor]]:
-    """One forward pass with autograd from the first stage on; the outputs of every stage, shallow to deep."""
+def record_stages(
+    model: nn.Module, images: Tensor, stages: Sequence[str]
+) -> tuple[ForwardRecord, list[tuple[Tensor, GridLayout]]]:
+    """One forward pass with autograd from the first stage on; every stage's output and its layout, shallow
+    to deep (the first as the recorded grid, the others as the network made them, so gradients reach them)."""
     captured: dict[str, Tensor] = {}
     handles = []
     for name in stages[1:]:
@@ -69,13 +76,23 @@ def record_stages(model: nn.Module, images: Tensor, stages: Sequence[str]) -> tu
     finally:
         for handle in handles:
             handle.remove()
-    outputs = [record.activation]
+    outputs = [(record.activation, GridLayout())]
+    image_size, head_width = (int(images.shape[-2]), int(images.shape[-1])), head_width_of(model)
     for name in stages[1:]:
         out = captured.get(name)
         if not isinstance(out, Tensor) or out.ndim != 4 or not out.requires_grad:
             raise BadInputError(f"stage {name!r} does not give feature maps after stage {stages[0]!r}")
-        outputs.append(out)
+        outputs.append((out, map_layout(tuple(out.shape), image_size, head_width)))
     return record, outputs
+
+
+def _layercam_in(layout: GridLayout):
+    """LayerCAM of a stage whose tensor (and gradient) may be channels-last ``(N, h, w, K)``."""
+    if layout.kind != "channels_last":
+        return layercam_from_gradients
+    return lambda features, grads: layercam_from_gradients(
+        features.permute(0, 3, 1, 2), grads.permute(0, 1, 4, 2, 3)
+    )
 
 
 def fuse_stage_maps(maps: Sequence[Tensor], gamma: float = GAMMA) -> Tensor:
@@ -97,5 +114,5 @@ def fused_layercam(
     record, outputs = record_stages(model, images, stages)
     indices = choose_classes(record.logits.shape[1])
     on_device = indices.to(record.logits.device)
-    per_stage = [maps_from_gradients(record.logits, out, on_device, layercam_from_gradients) for out in outputs]
+    per_stage = [maps_from_gradients(record.logits, out, on_device, _layercam_in(layout)) for out, layout in outputs]
     return fuse_stage_maps(per_stage), record.logits.detach(), indices

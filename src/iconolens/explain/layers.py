@@ -5,6 +5,12 @@ the architectures people fine-tune on artworks the layer is known by structure; 
 the input of the last average-pooling module, or named by the user (``target_layer="layer4"``). A name may
 end in ``:input`` to mean the tensor entering that module rather than the one leaving it, which is how
 EfficientNet-Lite's final activation (computed by a shared module) is reached: ``"_avg_pooling:input"``.
+
+Transformers have no last convolution. For a ViT the logits read only the class token, so the last
+block's output carries no gradient to the patch tokens; the target is the output of the last block's
+first LayerNorm (``encoder.layers.encoder_layer_11.ln_1`` in ViT-B/16), the patch tokens the final
+attention mixes into the class token (as pytorch-grad-cam advises). For Swin it is ``norm``, the
+channels-last maps its head averages, the counterpart of a CNN's last activation.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ def named_target_layer(model: nn.Module, name: str) -> TargetLayer:
 
 
 def find_target_layer(model: nn.Module) -> TargetLayer:
-    """The last convolutional feature maps of a known architecture, else the input of the last average pool."""
+    """The last feature maps of a known architecture (see above), else the input of the last average pool."""
     children = dict(model.named_children())
     if {"_avg_pooling", "_fc", "_conv_head"} <= children.keys():
         # EfficientNet (lukemelas layout, including EfficientNet-Lite): the final activation is applied by a
@@ -68,6 +74,13 @@ def find_target_layer(model: nn.Module) -> TargetLayer:
         return TargetLayer("Mixed_7c")  # Inception v3
     if "inception5b" in children:
         return TargetLayer("inception5b")  # GoogLeNet
+    vit_layers = getattr(children.get("encoder"), "layers", None)
+    if "conv_proj" in children and isinstance(vit_layers, nn.Sequential) and len(vit_layers):
+        last, block = list(vit_layers.named_children())[-1]
+        if isinstance(getattr(block, "ln_1", None), nn.Module):
+            return TargetLayer(f"encoder.layers.{last}.ln_1")  # torchvision VisionTransformer
+    if {"features", "norm", "permute", "avgpool", "head"} <= children.keys():
+        return TargetLayer("norm")  # torchvision Swin: channels-last maps after the final LayerNorm
     if isinstance(children.get("features"), nn.Module):
         # MobileNet, EfficientNet, DenseNet, ConvNeXt, VGG, AlexNet (torchvision): the whole feature
         # extractor's output, which is what their pooling (and a CAM head) sees.

@@ -4,6 +4,9 @@ input and output, and (for VisualBackProp) the outputs of every stage.
 When gradients are wanted, the pass runs without autograd up to the target layer and switches autograd on
 there, replacing the feature maps by a detached leaf. The graph then spans only the head, so a backward pass
 for all classes costs a fraction of the network, and nothing reaches the user's parameters.
+
+Transformer tokens and channels-last maps are recorded as an ``(N, K, h, w)`` grid (see
+``iconolens.explain.tokens``); the network goes on with its own layout rebuilt from that grid.
 """
 
 from __future__ import annotations
@@ -18,6 +21,13 @@ from torch import Tensor, nn
 
 from iconolens.errors import BadInputError
 from iconolens.explain.layers import TargetLayer, module_named
+from iconolens.explain.tokens import (
+    check_input_size,
+    head_width_of,
+    layout_of,
+    map_layout,
+    patch_size_of,
+)
 
 
 @dataclass
@@ -25,7 +35,7 @@ class ForwardRecord:
     """What one forward pass left behind."""
 
     logits: Tensor
-    activation: Tensor  # (N, K, h, w) target feature maps; a leaf that requires grad when asked for
+    activation: Tensor  # (N, K, h, w) target feature maps (tokens as a grid); a leaf requiring grad if asked
     linear: nn.Linear | None = None
     linear_input: Tensor | None = None
     linear_output: Tensor | None = None
@@ -61,28 +71,31 @@ def record_forward(
     blocks: list[Tensor] = []
     handles = []
 
+    check_input_size(model, images)
+    image = (int(images.shape[-2]), int(images.shape[-1]))
+    head_width = head_width_of(model)
+    patch_size = patch_size_of(model)
+
     def on_target(tensor: Any) -> Tensor | None:
-        if not isinstance(tensor, Tensor) or tensor.ndim != 4:
-            shape = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
-            raise BadInputError(
-                f"layer {target.describe()!r} gives {shape}, not feature maps shaped (N, K, h, w); "
-                "name a convolutional layer with target_layer"
-            )
+        layout = layout_of(
+            tensor, image, head_width=head_width, patch_size=patch_size, where=target.describe()
+        )
+        grid = layout.to_grid(tensor)
         if gradients:
             torch.set_grad_enabled(True)
-            tensor = tensor.detach().requires_grad_(True)
-        state["activation"] = tensor
+            grid = grid.detach().requires_grad_(True)
+        state["activation"] = grid
         state["blocks_before"] = len(blocks)
-        # Later layers get a copy, so an in-place operation downstream (ReLU(inplace=True)) cannot
+        # Later layers get a new tensor, so an in-place operation downstream (ReLU(inplace=True)) cannot
         # change the recorded maps, nor trip autograd on a leaf.
-        return tensor.clone()
+        return layout.from_grid(grid, tensor)
 
     def on_linear(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         state["linear"] = (module, args[0] if args else None, output)
 
     def on_block(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if isinstance(output, Tensor) and output.ndim == 4:
-            blocks.append(output)
+            blocks.append(map_layout(tuple(output.shape), image, head_width).to_grid(output))
 
     try:
         for name in block_modules:

