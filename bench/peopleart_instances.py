@@ -8,6 +8,8 @@ anywhere on the weak side: expert boxes only score what each stage produced. One
 * ``instances-448``: several boxes per map, peaks grown into regions (``iconolens boxes --instances``);
 * ``segments-448``: boxes snapped to the regions GrabCut cuts out of the painting, seeded by the map
   (``iconolens boxes --segments``);
+* ``layercam-fused-one-box-448``, ``layercam-fused-instances-448``: the same two recipes on LayerCAM maps fused
+  over the stride 8, 16 and 32 stages (56 x 56 at 448 px) instead of CAM's 14 x 14;
 * ``mil``: multiple-instance learning over proposals without refinement (WSDDN), and ``mil-refined`` with
   online refinement (``iconolens mil``);
 * each chain's self-training rounds (``iconolens detect weak``).
@@ -45,20 +47,22 @@ from iconolens.run import RunDirectory
 
 PEOPLEART = Path(__file__).resolve().parents[2] / "shared" / "data" / "peopleart"
 
-#: box source name -> (the chain's source, input size of the maps; 0: no maps)
+#: box source name -> (the chain's source, input size of the maps (0: no maps), saliency method)
 SOURCES = {
-    "one-box-224": ("one-box", 224),
-    "one-box-448": ("one-box", 448),
-    "instances-448": ("instances", 448),
-    "segments-448": ("segments", 448),
-    "mil": ("mil", 0),
-    "mil-refined": ("mil", 0),
+    "one-box-224": ("one-box", 224, "cam"),
+    "one-box-448": ("one-box", 448, "cam"),
+    "instances-448": ("instances", 448, "cam"),
+    "segments-448": ("segments", 448, "cam"),
+    "mil": ("mil", 0, ""),
+    "mil-refined": ("mil", 0, ""),
+    "layercam-fused-one-box-448": ("one-box", 448, "layercam_fused"),
+    "layercam-fused-instances-448": ("instances", 448, "layercam_fused"),
 }
 
 
 def plan_for(name: str, args: argparse.Namespace) -> WeakDetectionPlan:
-    source, size = SOURCES[name]
-    return WeakDetectionPlan(source=source, method="cam", map_size=size or 448, iterations=args.iterations,
+    source, size, method = SOURCES[name]
+    return WeakDetectionPlan(source=source, method=method or "cam", map_size=size or 448, iterations=args.iterations,
                              round_iterations=args.round_iterations, rounds=args.rounds, evaluate_split="val",
                              folder=f"weak-{name}", max_size=args.max_size, backbone=args.backbone)
 
@@ -113,12 +117,12 @@ def main() -> None:
         run.root, source=run.dataset_json))
     rows = []
     for name in [s for s in args.sources.split(",") if s]:
-        source, size = SOURCES[name]
+        source, size, method = SOURCES[name]
         plan = plan_for(name, args)
         at = run_at(work, size) if size else run
         if size:
-            timed(f"maps-{size}", lambda: explain_run(at, ["cam"], split="train",
-                                                       settings=ExplainSettings(image_size=size)))
+            key = f"maps-{size}" if method == "cam" else f"maps-{method}-{size}"
+            timed(key, lambda: explain_run(at, [method], split="train", settings=ExplainSettings(image_size=size)))
         row_path = work / f"boxes-{name}.json"
         if not row_path.is_file():
             start = time.perf_counter()

@@ -5,6 +5,7 @@
     RUN/maps/<method>/      raw maps at feature resolution, one file per image (iconolens.explain.store)
     RUN/metrics/            JSON and CSV tables
     RUN/boxes/              COCO JSON detections derived from maps
+    RUN/sanity/             the parameter randomisation test of the model's maps (iconolens.evaluate.sanity)
     RUN/report/             figures and HTML
 """
 
@@ -43,6 +44,10 @@ class RunDirectory:
     @property
     def boxes_dir(self) -> Path:
         return self.root / "boxes"
+
+    @property
+    def sanity_dir(self) -> Path:
+        return self.root / "sanity"
 
     @property
     def report_dir(self) -> Path:

@@ -5,6 +5,8 @@
 - ``boxes``: boxes from maps (weakly supervised localisation) and their COCO files;
 - ``detection``: average IoU, GT-known Loc and COCO mAP of derived boxes (the thesis's Table 4.4);
 - ``grid_search``: choosing Smooth Grad-CAM++'s sigma and n by localisation;
+- ``sanity``: the model parameter randomisation test (Adebayo et al., 2018), with ``randomisation`` (the
+  randomised copies of a model) and ``similarity`` (how alike two maps are);
 - ``declarations``: what every metric measures and which way is better.
 """
 
@@ -24,6 +26,8 @@ from iconolens.evaluate.localisation import (
     evaluate_localisation,
     localisation_curves,
 )
+from iconolens.evaluate.randomisation import Stage, randomisation_stages
+from iconolens.evaluate.sanity import SanityResult, parameter_randomisation_test, sanity_run
 
 __all__ = [
     "DETECTION_METRICS",
@@ -38,10 +42,15 @@ __all__ = [
     "MapLocalisation",
     "MetricDeclaration",
     "PerturbationCurves",
+    "SanityResult",
+    "Stage",
     "boxes_from_map",
     "derive_boxes",
     "evaluate_derived_boxes",
     "evaluate_localisation",
     "localisation_curves",
+    "parameter_randomisation_test",
     "perturbation_curves",
+    "randomisation_stages",
+    "sanity_run",
 ]

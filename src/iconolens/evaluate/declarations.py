@@ -164,9 +164,49 @@ INSERTION_AUC = MetricDeclaration(
 FAITHFULNESS_METRICS: tuple[MetricDeclaration, ...] = (DELETION_AUC, INSERTION_AUC)
 
 
+# The parameter randomisation test (Adebayo et al. 2018) compares the trained model's map with the map of a
+# model whose weights were partly or wholly re-initialised. A map that depends on what the model learned
+# changes, so a lower similarity is the better outcome for the method.
+SPEARMAN = MetricDeclaration(
+    key="spearman",
+    title="Spearman rank correlation",
+    measures="rank correlation of the pixels of the trained and the randomised model's maps, at the image's size",
+    higher_is_better=False,
+    item="map",
+    value_range=(-1.0, 1.0),
+)
+SPEARMAN_ABS = MetricDeclaration(
+    key="spearman_abs",
+    title="Spearman rank correlation (absolute values)",
+    measures="rank correlation of the absolute values of the trained and the randomised model's maps",
+    higher_is_better=False,
+    item="map",
+    value_range=(-1.0, 1.0),
+)
+SSIM = MetricDeclaration(
+    key="ssim",
+    title="SSIM",
+    measures="structural similarity (11 x 11 Gaussian windows) of the two maps, each scaled to [0, 1]",
+    higher_is_better=False,
+    item="map",
+    value_range=(-1.0, 1.0),
+)
+HOG_SIMILARITY = MetricDeclaration(
+    key="hog",
+    title="HOG correlation",
+    measures="Pearson correlation of the histograms of oriented gradients of the two maps, each scaled to [0, 1]",
+    higher_is_better=False,
+    item="map",
+    value_range=(-1.0, 1.0),
+)
+
+RANDOMISATION_MEASURES: tuple[MetricDeclaration, ...] = (SPEARMAN, SPEARMAN_ABS, SSIM, HOG_SIMILARITY)
+
+
 def declaration(key: str) -> MetricDeclaration:
     """The declaration named ``key``."""
-    for metric in LOCALISATION_METRICS + DETECTION_METRICS + INSTANCE_METRICS + FAITHFULNESS_METRICS:
+    for metric in (LOCALISATION_METRICS + DETECTION_METRICS + INSTANCE_METRICS + FAITHFULNESS_METRICS
+                   + RANDOMISATION_MEASURES):
         if metric.key == key:
             return metric
     raise KeyError(f"no metric called {key!r}")

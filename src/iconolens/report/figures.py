@@ -1,4 +1,5 @@
-"""Figures a person reads: metric-versus-threshold curves (one line per method) and IoU histograms.
+"""Figures a person reads: metric-versus-threshold curves (one line per method), IoU histograms and the
+similarity curves of the parameter randomisation test.
 
 Heat maps over paintings, with expert and derived boxes, are drawn by ``iconolens.report.overlays``.
 
@@ -102,4 +103,48 @@ def iou_histogram(
     if ious:
         axes.legend(fontsize="small")
     figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def randomisation_curves(
+    steps: Sequence[str],
+    lines: Mapping[str, Mapping[str, Sequence[float] | np.ndarray]],
+    measures: Sequence[MetricDeclaration],
+    path: str | Path,
+    xlabel: str,
+    title: str,
+) -> Path:
+    """One panel per similarity measure, x the randomisation steps, one line per method.
+
+    ``lines[method][measure.key]`` holds a value per step. Each line starts from "original" at 1, the
+    similarity of the trained model's map with itself, so the fall from it is what the eye reads.
+    """
+    columns = min(len(measures), 2) or 1
+    rows = -(-len(measures) // columns) or 1
+    figure, grid = plt.subplots(rows, columns, figsize=(5.5 * columns, 3.6 * rows + 0.6), squeeze=False)
+    positions = np.arange(len(steps) + 1)
+    labels = ["original", *steps]
+    for axes, measure in zip(grid.flat, measures):
+        low = 0.0
+        for method, values in lines.items():
+            series = np.concatenate([[1.0], np.asarray(values[measure.key], dtype=np.float64)])
+            axes.plot(positions, series, marker="o", markersize=3, linewidth=1.5, label=method)
+            low = min(low, float(np.nanmin(series)))
+        axes.set_title(measure.title, fontsize="medium")
+        axes.set_ylim(max(measure.value_range[0], low - 0.05), measure.value_range[1] + 0.05)
+        axes.set_xticks(positions)
+        axes.set_xticklabels(labels, rotation=60 if len(labels) > 6 else 0, ha="right" if len(labels) > 6 else "center",
+                             fontsize="small")
+        axes.set_xlabel(xlabel, fontsize="small")
+        axes.axhline(0.0, color="grey", linewidth=0.6)
+        axes.grid(True, alpha=0.3)
+    for axes in list(grid.flat)[len(measures):]:
+        axes.axis("off")
+    figure.suptitle(title)
+    if lines:
+        handles, names = grid.flat[0].get_legend_handles_labels()
+        figure.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize="small", frameon=False)
+        figure.tight_layout(rect=(0.0, 0.06, 1.0, 1.0))
+    else:
+        figure.tight_layout()
     return save_figure(figure, path)

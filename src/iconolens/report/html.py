@@ -79,6 +79,23 @@ def _section(title: str, folder: Path, base: Path) -> str:
     return "\n".join(parts)
 
 
+def _sanity_section(run: RunDirectory, base: Path) -> str:
+    """The parameter randomisation test's tables and curves, under the sentences of flagged methods."""
+    section = _section("Sanity checks", run.sanity_dir, base)
+    summary = run.sanity_dir / "summary.json"
+    if not section or not summary.is_file():
+        return section
+    try:
+        flags = json.loads(summary.read_text(encoding="utf-8")).get("flags", [])
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        flags = []
+    if not isinstance(flags, list) or not flags:
+        return section
+    heading, rest = section.split("\n", 1)
+    sentences = "".join(f"<p><strong>{html.escape(str(flag))}.</strong></p>" for flag in flags)
+    return f"{heading}\n{sentences}\n{rest}"
+
+
 def _model_summary(run: RunDirectory) -> str:
     meta_path = run.model_dir / "meta.json"
     if not meta_path.exists():
@@ -100,6 +117,7 @@ def write_run_report(run_root: str | Path, title: str = "iconolens report") -> P
         _section("Classifier", run.model_dir, report),
         _section("Explanation metrics", run.metrics_dir, report),
         _section("Boxes from maps", run.boxes_dir, report),
+        _sanity_section(run, report),
         _section("Figures", report, report),
     ]
     body = "\n".join(s for s in sections if s) or "<p>This run has no results yet.</p>"
