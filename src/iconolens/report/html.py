@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from iconolens.atomic import write_text_atomically
+from iconolens.errors import IconolensError
 from iconolens.run import RunDirectory
 
 _STYLE = """
@@ -96,6 +97,31 @@ def _sanity_section(run: RunDirectory, base: Path) -> str:
     return f"{heading}\n{sentences}\n{rest}"
 
 
+def _methods_section(run: RunDirectory, base: Path) -> str:
+    """Each saliency method stored in the run, with its settings and how many images it explained, and the
+    gallery of all of them on the same paintings."""
+    from iconolens.explain.store import MapStore
+    from iconolens.report.method_gallery import stored_methods, write_method_gallery
+
+    methods = stored_methods(run)
+    if not methods:
+        return ""
+    rows = []
+    for method in methods:
+        store = MapStore(run.maps_dir(method))
+        try:
+            params = store.meta().get("params", {})
+        except IconolensError:  # a damaged meta.json must not stop the report
+            params = {}
+        settings = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+        count = sum(1 for _ in store.directory.glob("*.npz"))
+        rows.append(f"<tr><td>{html.escape(method)}</td><td>{count}</td><td>{html.escape(settings)}</td></tr>")
+    table = "<table><tr><th>method</th><th>images</th><th>settings</th></tr>" + "".join(rows) + "</table>"
+    gallery = write_method_gallery(run)
+    figure = _figures([gallery], base) if gallery else ""
+    return f"<h2>Saliency methods</h2>{table}\n{figure}"
+
+
 def _model_summary(run: RunDirectory) -> str:
     meta_path = run.model_dir / "meta.json"
     if not meta_path.exists():
@@ -117,6 +143,7 @@ def write_run_report(run_root: str | Path, title: str = "iconolens report") -> P
         _section("Classifier", run.model_dir, report),
         _section("Explanation metrics", run.metrics_dir, report),
         _section("Boxes from maps", run.boxes_dir, report),
+        _methods_section(run, report),
         _sanity_section(run, report),
         _section("Figures", report, report),
     ]
