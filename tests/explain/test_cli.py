@@ -145,3 +145,23 @@ def test_explaining_at_a_larger_input_gives_finer_maps_and_refuses_to_mix_sizes(
     assert store.meta()["params"]["input_size"] == 128
     again = invoke("explain", "--run", str(run), "--methods", "cam")
     assert again.exit_code != 0 and "other settings (input_size)" in str(again.exception)
+
+
+def test_help_lists_every_method_and_every_new_method_runs_from_the_cli(run: Path):
+    from iconolens.explain import METHODS
+
+    text = invoke("explain", "--help").output
+    flat = " ".join(text.split())
+    for method in METHODS:
+        assert method in flat, method
+    methods = "xgradcam,hirescam,layercam,ablationcam,eigencam,layercam_fused"
+    result = invoke("explain", "--run", str(run), "--methods", methods, "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    from iconolens.models.checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(run / "model")
+    batch = torch.stack([image_to_tensor(load_image(run.parent / "images" / f"p{i}.png"), meta) for i in range(3)])
+    for method in methods.split(","):
+        expected = explain_maps(model, batch, method).raw
+        maps, _ = MapStore(run / "maps" / method).read("p1")
+        np.testing.assert_allclose(maps, expected[1].numpy(), rtol=2e-3, atol=1e-3 * float(expected.abs().max()) + 1e-6)

@@ -60,8 +60,9 @@ def explain(
         "--methods",
         help=(
             "Comma-separated saliency methods: cam, gradcam, gradcampp, smoothgradcampp, xgradcam, hirescam, "
-            "layercam, ablationcam, eigencam (one forward pass each with a GAP + linear head), scorecam (one "
-            "forward pass per feature channel, shared by all classes), vbp, rise."
+            "layercam, ablationcam, eigencam (one forward pass each with a GAP + linear head), layercam_fused "
+            "(LayerCAM of the stride 8, 16 and 32 stages fused: finer maps), scorecam (one forward pass per "
+            "feature channel, shared by all classes), vbp, rise."
         ),
     ),
     classes: Optional[str] = typer.Option(
