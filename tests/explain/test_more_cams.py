@@ -274,3 +274,27 @@ def test_scorecam_skips_constant_channels_exactly(gap_net, images):
             mask = torch.zeros_like(up) if span == 0 else (up - up.min()) / span
             expected = torch.softmax(gap_net((images[n] * mask)[None]), dim=1)[0]
             torch.testing.assert_close(scores[n, k], expected.detach(), rtol=1e-9, atol=1e-12)
+
+
+ONE_PASS = ["cam", "gradcam", "gradcampp", "xgradcam", "hirescam", "layercam", "ablationcam", "eigencam"]
+
+
+@pytest.mark.parametrize("net_name", ["gap_net", "mlp_net"])
+def test_several_methods_share_one_forward_pass_and_keep_their_maps(request, images, net_name):
+    from iconolens.explain import explain_many
+
+    net = request.getfixturevalue(net_name)
+    methods = ONE_PASS if net_name == "gap_net" else [m for m in ONE_PASS if m not in ("cam", "ablationcam")]
+    methods = methods + ["vbp", "smoothgradcampp"]
+    calls = []
+    handle = net.register_forward_hook(lambda m, a, out: calls.append(len(a[0])))
+    together = explain_many(net, images, methods)
+    handle.remove()
+    # One pass of the 3 images for all one-pass methods, one for vbp, and 5 noisy copies for Smooth
+    # Grad-CAM++, which reuses the probabilities instead of passing the clean images again.
+    assert calls == [3, 3, 15]
+    for method in methods:
+        alone = explain_maps(net, images, method)
+        assert_close(together[method].raw, alone.raw)
+        assert_close(together[method].scores, alone.scores)
+        assert together[method].closed_form == alone.closed_form

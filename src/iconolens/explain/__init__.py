@@ -4,7 +4,7 @@
 them into pictures in [0, 1] at the image's size.
 """
 
-from iconolens.explain.engine import METHODS, SaliencyResult, explain_maps, probabilities, resolve_classes
+from iconolens.explain.engine import METHODS, SaliencyResult, explain_many, explain_maps, probabilities, resolve_classes
 from iconolens.explain.layers import TargetLayer, find_target_layer
 from iconolens.explain.normalise import normalise_maps
 
@@ -12,6 +12,7 @@ __all__ = [
     "METHODS",
     "SaliencyResult",
     "TargetLayer",
+    "explain_many",
     "explain_maps",
     "find_target_layer",
     "normalise_maps",

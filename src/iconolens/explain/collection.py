@@ -21,7 +21,7 @@ import torch
 from iconolens.atomic import write_json_atomically
 from iconolens.data.images import DEFAULT_MAX_PIXELS, load_image
 from iconolens.errors import BadInputError, IconolensError
-from iconolens.explain.engine import CLASS_AGNOSTIC, check_parameters, explain_maps, resolve_classes
+from iconolens.explain.engine import CLASS_AGNOSTIC, check_parameters, explain_many, resolve_classes
 from iconolens.explain.layers import resolve_target_layer
 from iconolens.explain.store import MapStore
 from iconolens.models.backbones import backbone_spec
@@ -135,21 +135,24 @@ def explain_run(
                 loaded.append(sample)
             except IconolensError as exc:
                 problems.append({"id": sample.id, "path": str(sample.path), "message": str(exc)})
-        known: dict[tuple[int, ...], torch.Tensor] = {}  # probabilities of an image set, reused
+        # Methods missing the same images are computed together, sharing forward passes.
+        groups: dict[tuple[int, ...], list[str]] = {}
         for method, store in stores.items():
-            wanted = [i for i, x in enumerate(loaded) if not store.has(x.id)]
-            if not wanted:
-                continue
+            wanted = tuple(i for i, x in enumerate(loaded) if not store.has(x.id))
+            if wanted:
+                groups.setdefault(wanted, []).append(method)
+        for wanted, group in groups.items():
             images = torch.stack([tensors[i] for i in wanted])
-            result = explain_maps(
-                model, images, method, indices, target_layer=target, activation=activation,
+            results = explain_many(
+                model, images, group, indices, target_layer=target, activation=activation,
                 n=s.n, sigma=s.sigma, seed=s.seed, n_masks=s.masks, grid=s.grid, p=s.p,
-                known_scores=known.get(tuple(wanted)),
             )
-            known[tuple(wanted)] = result.scores
-            for row, i in enumerate(wanted):
-                store.write(loaded[i].id, result.raw[row].float().cpu().numpy(), result.scores[row].cpu().numpy())
-                written[method] += 1
+            for method, result in results.items():
+                for row, i in enumerate(wanted):
+                    stores[method].write(
+                        loaded[i].id, result.raw[row].float().cpu().numpy(), result.scores[row].cpu().numpy()
+                    )
+                    written[method] += 1
     if problems:
         write_json_atomically(run.maps_root / "problems.json", problems)
     return ExplainOutcome(written, done_before, problems)

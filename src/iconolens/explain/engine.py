@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from iconolens.errors import BadInputError
 from iconolens.explain import cam as cam_formulas
 from iconolens.explain.ablation import ablation_drops
-from iconolens.explain.gradients import maps_from_gradients
+from iconolens.explain.gradients import formulas_from_gradients
 from iconolens.explain.head import linear_gap_weight
 from iconolens.explain.layercam import default_fusion_stages, fused_layercam
 from iconolens.explain.layers import TargetLayer, block_names, named_target_layer, resolve_target_layer
@@ -156,43 +156,48 @@ def _images_per_pass(images: Tensor, batch_size: int) -> int:
 ClassChoice = Sequence[int | str] | None
 
 
-def _cam_family(
+def _one_pass(
     model: nn.Module,
     images: Tensor,
-    method: str,
+    methods: Sequence[str],
     target: TargetLayer,
     classes: ClassChoice,
     class_names: Sequence[str] | None,
-) -> tuple[Tensor, Tensor, Tensor, bool]:
-    """Maps of a one-pass method (``ONE_PASS_METHODS``) for one batch -> (maps, logits, class indices, closed form)."""
-    record = record_forward(model, images, target, gradients=method in _FROM_GRADIENTS)
+) -> tuple[dict[str, Tensor], Tensor, Tensor, bool]:
+    """Maps of several one-pass methods (``ONE_PASS_METHODS``) from one recorded forward pass, and where no
+    closed form holds one backward pass shared by all gradient methods -> (maps by method, logits, class
+    indices, closed form)."""
+    record = record_forward(model, images, target, gradients=any(m in _FROM_GRADIENTS for m in methods))
     indices = resolve_classes(classes, record.logits.shape[1], class_names)
     weight = linear_gap_weight(record)
     chosen = None if weight is None else weight[indices.to(weight.device)]
     logits = record.logits.detach()
+    maps: dict[str, Tensor] = {}
     with torch.no_grad():
         features = record.activation.detach()
-        if method == "cam":
-            if chosen is None:
-                raise BadInputError(
-                    "CAM needs a head of global average pooling followed by one linear layer, and this "
-                    "model has another head; use gradcam or gradcampp"
-                )
-            maps = cam_formulas.cam_from_weight(features, chosen)
-        elif method == "eigencam":
-            maps = cam_formulas.eigencam(features).expand(-1, len(indices), -1, -1).clone()
-        elif method == "ablationcam":
-            on_device = indices.to(logits.device)
-            if chosen is not None:
-                drops = cam_formulas.ablation_drops_from_weight(features, chosen)
-            else:
-                drops = ablation_drops(model, images, target, features, logits, on_device)
-            maps = cam_formulas.ablationcam_from_drops(features, logits[:, on_device], drops)
-        elif chosen is not None:
-            maps = _FROM_WEIGHT[method](features, chosen)
-    if method in _FROM_GRADIENTS and weight is None:
-        maps = maps_from_gradients(
-            record.logits, record.activation, indices.to(record.logits.device), _FROM_GRADIENTS[method]
+        for method in methods:
+            if method == "cam":
+                if chosen is None:
+                    raise BadInputError(
+                        "CAM needs a head of global average pooling followed by one linear layer, and this "
+                        "model has another head; use gradcam or gradcampp"
+                    )
+                maps[method] = cam_formulas.cam_from_weight(features, chosen)
+            elif method == "eigencam":
+                maps[method] = cam_formulas.eigencam(features).expand(-1, len(indices), -1, -1).clone()
+            elif method == "ablationcam":
+                on_device = indices.to(logits.device)
+                if chosen is not None:
+                    drops = cam_formulas.ablation_drops_from_weight(features, chosen)
+                else:
+                    drops = ablation_drops(model, images, target, features, logits, on_device)
+                maps[method] = cam_formulas.ablationcam_from_drops(features, logits[:, on_device], drops)
+            elif chosen is not None:
+                maps[method] = _FROM_WEIGHT[method](features, chosen)
+    by_gradients = {m: _FROM_GRADIENTS[m] for m in methods if m in _FROM_GRADIENTS and chosen is None}
+    if by_gradients:
+        maps.update(
+            formulas_from_gradients(record.logits, record.activation, indices.to(record.logits.device), by_gradients)
         )
     return maps, logits, indices, weight is not None
 
@@ -249,10 +254,10 @@ def _smooth_gradcampp(
     chunk = _images_per_pass(images, batch_size)
     maps, logits, indices, closed = [], [], None, True
     for start in range(0, everything.shape[0], chunk):
-        part_maps, part_logits, indices, part_closed = _cam_family(
-            model, everything[start : start + chunk], "gradcampp", target, classes, class_names
+        part_maps, part_logits, indices, part_closed = _one_pass(
+            model, everything[start : start + chunk], ["gradcampp"], target, classes, class_names
         )
-        maps.append(part_maps)
+        maps.append(part_maps["gradcampp"])
         logits.append(part_logits[: max(0, clean - start)])
         closed = closed and part_closed
     all_maps = torch.cat(maps)
@@ -298,7 +303,44 @@ def explain_maps(
     (from another method on the same batch); they are returned as given, and Smooth Grad-CAM++ then skips
     the forward pass of the clean images, one sixth of its cost at ``n=5``.
     """
-    check_parameters(method, n, sigma, n_masks, grid, p, activation)
+    return explain_many(
+        model, images, [method], classes, class_names=class_names, target_layer=target_layer,
+        activation=activation, n=n, sigma=sigma, seed=seed, n_masks=n_masks, grid=grid, p=p,
+        batch_size=batch_size, map_stride=map_stride, known_scores=known_scores, fuse_layers=fuse_layers,
+    )[method]
+
+
+def explain_many(
+    model: nn.Module,
+    images: Tensor,
+    methods: Sequence[str],
+    classes: Sequence[int | str] | None = None,
+    *,
+    class_names: Sequence[str] | None = None,
+    target_layer: str | TargetLayer | None = None,
+    activation: Activation = "softmax",
+    n: int = 5,
+    sigma: float = 0.15,
+    seed: int = 0,
+    n_masks: int = 1000,
+    grid: int = 7,
+    p: float = 0.5,
+    batch_size: int = 32,
+    map_stride: int = 4,
+    known_scores: Tensor | None = None,
+    fuse_layers: Sequence[str] | None = None,
+) -> dict[str, SaliencyResult]:
+    """Maps of several methods for the same images, sharing what they can -> ``{method: SaliencyResult}``.
+
+    The one-pass methods (CAM, Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM, Ablation-CAM, Eigen-CAM)
+    share one forward pass, and where no closed form holds one backward pass; the others reuse its class
+    probabilities (Smooth Grad-CAM++ then skips its clean pass). Options as for ``explain_maps``.
+    """
+    methods = list(dict.fromkeys(methods))
+    if not methods:
+        raise BadInputError("the list of saliency methods is empty; choose from " + ", ".join(METHODS))
+    for method in methods:
+        check_parameters(method, n, sigma, n_masks, grid, p, activation)
     _check_images(images)
     check_input_size(model, images)
     if isinstance(map_stride, bool) or not isinstance(map_stride, int) or map_stride < 1:
@@ -306,54 +348,101 @@ def explain_maps(
     parameter = next(model.parameters(), None)
     if parameter is not None:
         images = images.to(device=parameter.device, dtype=parameter.dtype)
-    target = resolve_target_layer(model, target_layer)
-    closed = False
+    layer = resolve_target_layer(model, target_layer)
+    results: dict[str, SaliencyResult] = {}
     with evaluation_mode(model):
-        if method in ONE_PASS_METHODS:
-            maps, logits, indices, closed = _cam_family(model, images, method, target, classes, class_names)
-        elif method == "layercam_fused":
-            stages = list(fuse_layers) if fuse_layers else default_fusion_stages(model, images[:1])
-            for name in stages:
-                named_target_layer(model, name)
-            maps, logits, indices = fused_layercam(
-                model, images, stages, lambda count: resolve_classes(classes, count, class_names)
+        one_pass = [m for m in methods if m in ONE_PASS_METHODS]
+        if one_pass:
+            by_method, logits, indices, closed = _one_pass(model, images, one_pass, layer, classes, class_names)
+            for method in one_pass:
+                results[method] = _result(by_method[method], logits, indices, layer, closed, known_scores, activation)
+            known_scores = results[one_pass[0]].scores
+        for method in (m for m in methods if m not in ONE_PASS_METHODS):
+            maps, logits, indices, target, closed = _other_method(
+                model, images, method, layer, classes, class_names, activation, n, sigma, seed, n_masks, grid, p,
+                batch_size, map_stride, known_scores, fuse_layers,
             )
-            target = TargetLayer(",".join(stages))
-        elif method == "scorecam":
-            maps, logits, indices = _scorecam(model, images, target, classes, class_names, activation, batch_size)
-        elif method == "smoothgradcampp":
-            maps, logits, indices, closed = _smooth_gradcampp(
-                model, images, target, classes, class_names, n, sigma, seed, batch_size,
-                clean_pass=known_scores is None,
-            )
-        elif method == "vbp":
-            record = record_forward(model, images, target, gradients=False, block_modules=block_names(model))
-            logits = record.logits
+            results[method] = _result(maps, logits, indices, target, closed, known_scores, activation)
+            known_scores = results[method].scores
+    return {m: results[m] for m in methods}
+
+
+def _other_method(
+    model: nn.Module,
+    images: Tensor,
+    method: str,
+    target: TargetLayer,
+    classes: ClassChoice,
+    class_names: Sequence[str] | None,
+    activation: Activation,
+    n: int,
+    sigma: float,
+    seed: int,
+    n_masks: int,
+    grid: int,
+    p: float,
+    batch_size: int,
+    map_stride: int,
+    known_scores: Tensor | None,
+    fuse_layers: Sequence[str] | None,
+) -> tuple[Tensor, Tensor | None, Tensor, TargetLayer, bool]:
+    """One method outside the one-pass family -> (maps, logits or None, class indices, target, closed form)."""
+    closed = False
+    if method == "layercam_fused":
+        stages = list(fuse_layers) if fuse_layers else default_fusion_stages(model, images[:1])
+        for name in stages:
+            named_target_layer(model, name)
+        maps, logits, indices = fused_layercam(
+            model, images, stages, lambda count: resolve_classes(classes, count, class_names)
+        )
+        target = TargetLayer(",".join(stages))
+    elif method == "scorecam":
+        maps, logits, indices = _scorecam(model, images, target, classes, class_names, activation, batch_size)
+    elif method == "smoothgradcampp":
+        maps, logits, indices, closed = _smooth_gradcampp(
+            model, images, target, classes, class_names, n, sigma, seed, batch_size, clean_pass=known_scores is None
+        )
+    elif method == "vbp":
+        record = record_forward(model, images, target, gradients=False, block_modules=block_names(model))
+        logits = record.logits
+        indices = resolve_classes(classes, logits.shape[1], class_names)
+        with torch.inference_mode():
+            single = visual_backprop([*record.blocks, record.activation])
+            maps = single.expand(-1, len(indices), -1, -1).clone()
+    else:
+        with torch.inference_mode():
+            logits = model(images)
+            if not isinstance(logits, Tensor) or logits.ndim != 2:
+                raise BadInputError("the model must return class logits shaped (N, C)")
             indices = resolve_classes(classes, logits.shape[1], class_names)
-            with torch.inference_mode():
-                single = visual_backprop([*record.blocks, record.activation])
-                maps = single.expand(-1, len(indices), -1, -1).clone()
-        else:
-            with torch.inference_mode():
-                logits = model(images)
-                if not isinstance(logits, Tensor) or logits.ndim != 2:
-                    raise BadInputError("the model must return class logits shaped (N, C)")
-                indices = resolve_classes(classes, logits.shape[1], class_names)
-                height, width = images.shape[-2:]
-                plan = plan_masks(n_masks, grid, p, (height, width), seed)
-                size = (-(-height // map_stride), -(-width // map_stride))
-                maps = rise_saliency(
-                    lambda batch: probabilities(model(batch), activation),
-                    images,
-                    plan,
-                    indices.to(images.device),
-                    batch_size=_images_per_pass(images, batch_size),
-                    map_size=size,
-                )
+            height, width = images.shape[-2:]
+            plan = plan_masks(n_masks, grid, p, (height, width), seed)
+            size = (-(-height // map_stride), -(-width // map_stride))
+            maps = rise_saliency(
+                lambda batch: probabilities(model(batch), activation),
+                images,
+                plan,
+                indices.to(images.device),
+                batch_size=_images_per_pass(images, batch_size),
+                map_size=size,
+            )
+    return maps, logits, indices, target, closed
+
+
+def _result(
+    maps: Tensor,
+    logits: Tensor | None,
+    indices: Tensor,
+    target: TargetLayer,
+    closed: bool,
+    known_scores: Tensor | None,
+    activation: Activation,
+) -> SaliencyResult:
+    """Package a method's maps with the class probabilities (the caller's, when it already had them)."""
     if known_scores is not None:
-        if tuple(known_scores.shape) != (images.shape[0], len(indices)):
+        if tuple(known_scores.shape) != (maps.shape[0], len(indices)):
             raise BadInputError(
-                f"known_scores must be shaped (N, C) = ({images.shape[0]}, {len(indices)}); "
+                f"known_scores must be shaped (N, C) = ({maps.shape[0]}, {len(indices)}); "
                 f"got {tuple(known_scores.shape)}"
             )
         scores = known_scores.detach().float()

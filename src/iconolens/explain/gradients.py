@@ -10,7 +10,7 @@ Gradients are taken with ``torch.autograd.grad`` with respect to the feature map
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from torch import Tensor
@@ -51,11 +51,22 @@ def maps_from_gradients(
     formula: Callable[[Tensor, Tensor], Tensor],
 ) -> Tensor:
     """Apply ``formula(A, g)`` to the gradients of every requested class, chunk by chunk -> ``(N, C, h, w)``."""
+    return formulas_from_gradients(logits, activation, class_indices, {"map": formula})["map"]
+
+
+def formulas_from_gradients(
+    logits: Tensor,
+    activation: Tensor,
+    class_indices: Tensor,
+    formulas: Mapping[str, Callable[[Tensor, Tensor], Tensor]],
+) -> dict[str, Tensor]:
+    """Several formulas from the same gradients: one backward pass per chunk of classes serves them all."""
     per_class = activation.numel() * activation.element_size()
     features = activation.detach()
-    maps = []
+    maps: dict[str, list[Tensor]] = {name: [] for name in formulas}
     for chunk in _class_chunks(class_indices, per_class):
         grads = _gradients_of(logits, activation, chunk)
         with torch.no_grad():
-            maps.append(formula(features, grads))
-    return torch.cat(maps, dim=1)
+            for name, formula in formulas.items():
+                maps[name].append(formula(features, grads))
+    return {name: torch.cat(parts, dim=1) for name, parts in maps.items()}
