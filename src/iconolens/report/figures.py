@@ -106,6 +106,10 @@ def iou_histogram(
     return save_figure(figure, path)
 
 
+#: The reference method of the sanity checks that ignores the model (Sobel edges of the image).
+REFERENCE_METHOD = "edges"
+
+
 def randomisation_curves(
     steps: Sequence[str],
     lines: Mapping[str, Mapping[str, Sequence[float] | np.ndarray]],
@@ -126,9 +130,15 @@ def randomisation_curves(
     labels = ["original", *steps]
     for axes, measure in zip(grid.flat, measures):
         low = 0.0
+        palette = plt.get_cmap("tab10" if len(lines) <= 10 else "tab20").colors
+        methods = [m for m in lines if m != REFERENCE_METHOD]
         for method, values in lines.items():
             series = np.concatenate([[1.0], np.asarray(values[measure.key], dtype=np.float64)])
-            axes.plot(positions, series, marker="o", markersize=3, linewidth=1.5, label=method)
+            if method == REFERENCE_METHOD:  # the model-blind reference: black and dashed, never a method's colour
+                style = dict(color="black", linestyle="--", marker="", linewidth=1.2)
+            else:
+                style = dict(color=palette[methods.index(method) % len(palette)], marker="o", markersize=3, linewidth=1.5)
+            axes.plot(positions, series, label=method, **style)
             low = min(low, float(np.nanmin(series)))
         axes.set_title(measure.title, fontsize="medium")
         axes.set_ylim(max(measure.value_range[0], low - 0.05), measure.value_range[1] + 0.05)
