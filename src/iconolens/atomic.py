@@ -1,6 +1,8 @@
 """Atomic file writes: a temporary file in the same folder, then a rename.
 
-A reader (or a resumed run) sees either the old file or the whole new one, never half of it.
+A reader (or a resumed run) sees either the old file or the whole new one, never half of it. The file gets
+the permissions any other program's new file gets under the user's umask (``mkstemp`` alone would leave it
+readable by its owner only, and a report copied to a web server or a run shared with a colleague unreadable).
 """
 
 from __future__ import annotations
@@ -13,6 +15,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     """Call ``write`` on a temporary binary file next to ``path`` and move it into place."""
     path = Path(path)
@@ -23,6 +32,7 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> Pat
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
