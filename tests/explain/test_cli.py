@@ -110,6 +110,7 @@ def test_explain_subset_of_classes(run: Path):
         (["--methods", "smoothgradcampp", "--n", "0"], "at least 1"),
         (["--methods", "smoothgradcampp", "--sigma", "-1"], "sigma must be 0 or more"),
         (["--target-layer", "layer9"], "no layer named 'layer9'"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
     ],
 )
 def test_explain_bad_input_is_one_sentence(run: Path, args, message):

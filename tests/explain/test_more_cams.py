@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from iconolens.explain import explain_maps
 
 from .conftest import CLASSES
-from .test_cam import assert_close, direct_gradient, direct_maps
+from .test_cam import assert_close, direct_maps
 
 
 def direct_xgradcam(features, gradient):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-import pytest
 
 from iconolens.data.dataset_json import save_dataset_json
 

@@ -94,6 +94,11 @@ def explain(
         "gives 14 x 14 maps at 448 px, fine enough to separate figures standing close together. "
         "Not for vit_b_16, which takes 224 px only.",
     ),
+    workers: int = typer.Option(
+        1, "--workers", min=0,
+        help="Processes decoding and resizing images while the network runs (0: decode in this process).",
+    ),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps."),
 ) -> None:
     """Compute raw saliency maps for every image of the run and store them under RUN/maps/<method>/.
 
@@ -107,7 +112,8 @@ def explain(
     directory = RunDirectory(run)
     chosen = _split_list(classes) or None
     settings = ExplainSettings(n=n, sigma=sigma, seed=seed, masks=masks, grid=grid, p=p, batch_size=batch_size,
-                               target_layer=target_layer, image_size=image_size, max_pixels=max_pixels)
+                               target_layer=target_layer, image_size=image_size, max_pixels=max_pixels,
+                               workers=workers, device=device)
     outcome = explain_run(directory, chosen_methods, chosen, split, settings)
     for method in chosen_methods:
         console.print(

@@ -1,8 +1,10 @@
 """``explain_run``: saliency maps for every image of a run, written to its map stores, resumable.
 
-The per-batch work is :func:`iconolens.explain.engine.explain_maps`; this is the loop over a run's images that
-the CLI, the weakly supervised pipeline and Python users share. Images that already have maps are skipped, so an
-interrupted run resumes; images that cannot be read are listed in ``maps/problems.json`` and skipped.
+The per-batch work is :func:`iconolens.explain.engine.explain_many` (methods that can share a forward pass share
+it); this is the loop over a run's images that the CLI, the weakly supervised pipeline and Python users share.
+Images are decoded in ``workers`` processes while the network runs (``iconolens.data.stream``), on ``device``.
+Images that already have maps are skipped, so an interrupted run resumes; images that cannot be read are listed
+in ``maps/problems.json`` and skipped.
 
 ``image_size`` explains at another input size than the classifier was trained at. A network ending in global
 average pooling accepts any size, and its maps grow with the input (7 x 7 at 224 px, 14 x 14 at 448 px for a
@@ -16,17 +18,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import torch
 
 from iconolens.atomic import write_json_atomically
-from iconolens.data.images import DEFAULT_MAX_PIXELS, load_image
-from iconolens.errors import BadInputError, IconolensError
+from iconolens.data.images import DEFAULT_MAX_PIXELS
+from iconolens.data.stream import decoded_batches
+from iconolens.device import resolve_device
+from iconolens.errors import BadInputError
 from iconolens.explain.engine import CLASS_AGNOSTIC, check_parameters, explain_many, resolve_classes
 from iconolens.explain.layers import resolve_target_layer
 from iconolens.explain.store import MapStore
 from iconolens.models.backbones import backbone_spec
 from iconolens.models.checkpoint import load_checkpoint, read_meta
-from iconolens.models.transforms import image_to_tensor
+from iconolens.models.transforms import normalise
 from iconolens.progress import progress
 from iconolens.run import RunDirectory
 
@@ -45,6 +48,8 @@ class ExplainSettings:
     target_layer: str | None = None
     image_size: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    workers: int = 1
+    device: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ def explain_run(
     from iconolens.data.dataset_json import load_dataset_json
 
     s = settings
+    device = resolve_device(s.device)
     for method in methods:
         check_parameters(method, s.n, s.sigma, s.masks, s.grid, s.p, "softmax")
     if not run.dataset_json.is_file():
@@ -126,15 +132,13 @@ def explain_run(
     written = dict.fromkeys(methods, 0)
     problems: list[dict[str, str]] = []
 
-    batches = [pending[i: i + s.batch_size] for i in range(0, len(pending), s.batch_size)]
-    for batch in progress(batches, "explaining", total=len(batches)):
-        loaded, tensors = [], []
-        for sample in batch:
-            try:
-                tensors.append(image_to_tensor(load_image(sample.path, max_pixels=s.max_pixels), meta))
-                loaded.append(sample)
-            except IconolensError as exc:
-                problems.append({"id": sample.id, "path": str(sample.path), "message": str(exc)})
+    model = model.to(device)
+    total = -(-len(pending) // s.batch_size)
+    stream = decoded_batches(pending, meta.input_size, s.batch_size, workers=s.workers, max_pixels=s.max_pixels)
+    for batch in progress(stream, "explaining", total=total):
+        problems.extend(batch.problems)
+        loaded = batch.samples
+        tensors = normalise(batch.images, meta.mean, meta.std).to(device)
         # Methods missing the same images are computed together, sharing forward passes.
         groups: dict[tuple[int, ...], list[str]] = {}
         for method, store in stores.items():
@@ -142,7 +146,7 @@ def explain_run(
             if wanted:
                 groups.setdefault(wanted, []).append(method)
         for wanted, group in groups.items():
-            images = torch.stack([tensors[i] for i in wanted])
+            images = tensors[list(wanted)]
             results = explain_many(
                 model, images, group, indices, target_layer=target, activation=activation,
                 n=s.n, sigma=s.sigma, seed=s.seed, n_masks=s.masks, grid=s.grid, p=s.p,
