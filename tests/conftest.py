@@ -47,3 +47,23 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str])
         return code, out, err
 
     return run
+
+
+#: Classes of the small random classifier shared by the command tests.
+SAINTS = ("Peter", "Paul", "Mary")
+
+
+@pytest.fixture(scope="session")
+def saints_checkpoint(tmp_path_factory) -> Path:
+    """A small random ResNet-18 checkpoint for ``SAINTS`` at 64 px; runs copy it into their model/ folder."""
+    import torch
+
+    from iconolens.models.backbones import build_classifier
+    from iconolens.models.checkpoint import save_checkpoint
+    from iconolens.models.meta import ModelMeta
+
+    torch.manual_seed(0)
+    model = build_classifier("resnet18", len(SAINTS), pretrained=False)
+    folder = tmp_path_factory.mktemp("checkpoint") / "model"
+    save_checkpoint(folder, model, ModelMeta(classes=SAINTS, backbone="resnet18", input_size=64))
+    return folder

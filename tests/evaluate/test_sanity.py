@@ -295,17 +295,9 @@ def test_compare_maps_resizes_both_maps_to_the_image():
 CLASSES = ("Peter", "Paul", "Mary")
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    from iconolens.models.backbones import build_classifier
-    from iconolens.models.checkpoint import save_checkpoint
-    from iconolens.models.meta import ModelMeta
-
-    torch.manual_seed(0)
-    model = build_classifier("resnet18", len(CLASSES), pretrained=False)
-    folder = tmp_path_factory.mktemp("checkpoint") / "model"
-    save_checkpoint(folder, model, ModelMeta(classes=CLASSES, backbone="resnet18", input_size=64))
-    return folder
+@pytest.fixture
+def checkpoint(saints_checkpoint: Path) -> Path:
+    return saints_checkpoint
 
 
 @pytest.fixture

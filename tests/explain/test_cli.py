@@ -18,22 +18,14 @@ from iconolens.data.images import load_image
 from iconolens.data.records import Box, Dataset, Sample
 from iconolens.explain import explain_maps
 from iconolens.explain.store import MapStore
-from iconolens.models.backbones import build_classifier
-from iconolens.models.checkpoint import save_checkpoint
-from iconolens.models.meta import ModelMeta
 from iconolens.models.transforms import image_to_tensor
 
 CLASSES = ("Peter", "Paul", "Mary")
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """One small random ResNet-18 checkpoint, shared by the runs of this module."""
-    torch.manual_seed(0)
-    model = build_classifier("resnet18", len(CLASSES), pretrained=False)
-    folder = tmp_path_factory.mktemp("checkpoint") / "model"
-    save_checkpoint(folder, model, ModelMeta(classes=CLASSES, backbone="resnet18", input_size=64))
-    return folder
+@pytest.fixture
+def checkpoint(saints_checkpoint: Path) -> Path:
+    return saints_checkpoint
 
 
 @pytest.fixture
