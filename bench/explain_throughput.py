@@ -11,7 +11,10 @@ in one process:
 - memory: resident set size after ``--memory-images`` / 10 and after ``--memory-images`` images explained
   (the second call resumes the first), with CAM.
 
-    .venv/bin/python bench/explain_throughput.py --images 2000 --memory-images 10000
+    .venv/bin/python bench/explain_throughput.py --images 2000 --memory-images 10000 [--reference-src DIR]
+
+``--reference-src`` times another checkout's ``explain_run`` (``git worktree add DIR COMMIT``) on the same run,
+in a process of its own.
 """
 
 from __future__ import annotations
@@ -60,6 +63,23 @@ def make_run(root: Path, count: int) -> RunDirectory:
     return run
 
 
+def reference_seconds(source: str, run: RunDirectory) -> float:
+    """Seconds of another checkout's ``explain_run`` (``source``/src) on the same run, timed in its own process."""
+    import subprocess
+
+    code = (
+        "import time, torch; torch.set_num_threads(%d)\n"
+        "from iconolens.run import RunDirectory\n"
+        "from iconolens.explain.collection import ExplainSettings, explain_run\n"
+        "start = time.perf_counter()\n"
+        "explain_run(RunDirectory(%r), %r, settings=ExplainSettings(batch_size=8))\n"
+        "print(time.perf_counter() - start)\n"
+    ) % (torch.get_num_threads(), str(run.root), METHODS)
+    env = {**os.environ, "PYTHONPATH": str(Path(source) / "src")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000)
@@ -68,6 +88,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--work", type=Path, default=Path("runs/explain-throughput"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reference-src", help="another checkout whose explain_run to time on the same run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     shutil.rmtree(args.work, ignore_errors=True)
@@ -82,20 +103,31 @@ def main() -> None:
     start = time.perf_counter()
     decoded = [image_to_uint8(load_image(s.path), 224) for s in samples]
     decode_seconds = time.perf_counter() - start
-    with torch.inference_mode():
-        model(normalise(torch.stack(decoded[:8]), meta.mean, meta.std))  # warm-up
-        start = time.perf_counter()
-        for i in range(0, len(decoded), args.batch_size):
-            model(normalise(torch.stack(decoded[i: i + args.batch_size]), meta.mean, meta.std))
-        forward_seconds = time.perf_counter() - start
-    del decoded
-    floor = max(decode_seconds, forward_seconds)
-    rows = [("(a) network alone, one forward pass", forward_seconds), ("(b) decoding and resizing alone", decode_seconds)]
+
+    def network_alone() -> float:
+        with torch.inference_mode():
+            model(normalise(torch.stack(decoded[:8]), meta.mean, meta.std))  # warm-up
+            start = time.perf_counter()
+            for i in range(0, len(decoded), args.batch_size):
+                model(normalise(torch.stack(decoded[i: i + args.batch_size]), meta.mean, meta.std))
+            return time.perf_counter() - start
+
+    forward_runs = [network_alone()]
+    rows = []
     for workers in (int(w) for w in args.workers.split(",")):
         shutil.rmtree(run.maps_root, ignore_errors=True)
         start = time.perf_counter()
         explain_run(run, METHODS, settings=ExplainSettings(batch_size=args.batch_size, workers=workers, device="cpu"))
         rows.append((f"explain_run cam+gradcam+gradcampp, workers={workers}", time.perf_counter() - start))
+    if args.reference_src:
+        shutil.rmtree(run.maps_root, ignore_errors=True)
+        rows.append((f"the same with the code in {args.reference_src}", reference_seconds(args.reference_src, run)))
+    forward_runs.append(network_alone())  # again after, so a slow moment does not set the floor
+    del decoded
+    forward_seconds = min(forward_runs)
+    floor = max(decode_seconds, forward_seconds)
+    rows = [("(a) network alone, one forward pass (faster of 2)", forward_seconds),
+            ("(b) decoding and resizing alone", decode_seconds), *rows]
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch_size}, {args.images} images")
     print("| what | seconds | images/s | x floor throughput |\n|---|---|---|---|")
     for label, seconds in rows:

@@ -83,3 +83,19 @@ def test_missing_dataset_file(tmp_path: Path) -> None:
     with pytest.raises(BadInputError) as error:
         load_dataset_json(tmp_path / "dataset.json")
     assert "does not exist" in str(error.value)
+
+
+def test_canvas_of_a_sample_round_trips_and_scales_boxes(tmp_path):
+    from iconolens.data.dataset_json import load_dataset_json, save_dataset_json
+    from iconolens.data.records import Canvas, Dataset, Sample
+
+    canvas = Canvas("https://museum.example/iiif/canvas/7", 4000, 3000, "https://museum.example/iiif/manifest")
+    samples = (
+        Sample("c7", tmp_path / "c7.jpg", ("Peter",), width=1000, height=750, canvas=canvas),
+        Sample("plain", tmp_path / "p.jpg", ("Paul",), width=10, height=10),
+    )
+    path = save_dataset_json(Dataset(samples, ("Peter", "Paul")), tmp_path / "dataset.json")
+    loaded = load_dataset_json(path)
+    assert loaded.samples[0].canvas == canvas and loaded.samples[1].canvas is None
+    assert loaded.samples[0].canvas_scale() == (4.0, 4.0)
+    assert loaded.samples[1].canvas_scale() is None

@@ -11,7 +11,7 @@ from typing import Any
 
 from iconolens.atomic import write_json_atomically
 from iconolens.data.coco import read_json_file
-from iconolens.data.records import Box, Dataset, Problem, Sample
+from iconolens.data.records import Box, Canvas, Dataset, Problem, Sample
 from iconolens.errors import BadAnnotationError
 
 FORMAT = "iconolens-dataset"
@@ -44,6 +44,10 @@ def dataset_to_json(dataset: Dataset) -> dict[str, Any]:
                 "height": s.height,
                 "split": s.split,
                 "boxes": [_box_to_json(b) for b in s.boxes],
+                **({} if s.canvas is None else {"canvas": {
+                    "id": s.canvas.id, "width": s.canvas.width, "height": s.canvas.height,
+                    "manifest": s.canvas.manifest,
+                }}),
             }
             for s in dataset.samples
         ],
@@ -62,6 +66,13 @@ def _box_from_json(item: Any) -> Box:
     if level not in ("figure", "attribute"):
         raise ValueError(f"unknown box level {level!r}")
     return Box(x0, y0, x1, y1, label=str(item["label"]), level=level, difficult=bool(item.get("difficult")))
+
+
+def _canvas_from_json(item: Any) -> Canvas | None:
+    if item is None:
+        return None
+    manifest = item.get("manifest")
+    return Canvas(str(item["id"]), int(item["width"]), int(item["height"]), None if manifest is None else str(manifest))
 
 
 def dataset_from_json(data: Any, path: Path) -> Dataset:
@@ -87,6 +98,7 @@ def dataset_from_json(data: Any, path: Path) -> Dataset:
                     width=None if item.get("width") is None else int(item["width"]),
                     height=None if item.get("height") is None else int(item["height"]),
                     split=item.get("split"),
+                    canvas=_canvas_from_json(item.get("canvas")),
                 )
             )
         problems = tuple(Problem(str(p["path"]), str(p["message"])) for p in data.get("problems", []))

@@ -61,6 +61,20 @@ class Box:
 
 
 @dataclass(frozen=True)
+class Canvas:
+    """Where an image came from in a IIIF manifest: the canvas id and its size in canvas coordinates.
+
+    Boxes of a sample are in the pixels of its image file; ``canvas_scale`` turns them into the canvas's own
+    coordinates (what a IIIF viewer's ``#xywh=`` fragment means), which differ when a smaller image was fetched.
+    """
+
+    id: str
+    width: int
+    height: int
+    manifest: str | None = None
+
+
+@dataclass(frozen=True)
 class Sample:
     """One image of a collection with its image-level labels and optional boxes."""
 
@@ -71,6 +85,13 @@ class Sample:
     width: int | None = None
     height: int | None = None
     split: str | None = None
+    canvas: Canvas | None = None
+
+    def canvas_scale(self) -> tuple[float, float] | None:
+        """(x, y) factors from image pixels to canvas coordinates, or None without a canvas or image size."""
+        if self.canvas is None or not self.width or not self.height:
+            return None
+        return self.canvas.width / self.width, self.canvas.height / self.height
 
     def boxes_of(self, cls: str, level: Level | None = None) -> tuple[Box, ...]:
         """The boxes belonging to class ``cls`` (figures, attributes, or both when ``level`` is None)."""

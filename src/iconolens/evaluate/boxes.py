@@ -26,7 +26,7 @@ The gate is applied to each method's own maps; the thesis required all four meth
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -338,8 +338,7 @@ def pseudo_ground_truth(derived: DerivedBoxes, dataset: Dataset) -> Dataset:
             Box(box.x0, box.y0, box.x1, box.y1, label=label, level=derived.recipe.level)
         )
     samples = tuple(
-        Sample(id=s.id, path=s.path, labels=s.labels, boxes=tuple(by_sample[s.id]), width=s.width,
-               height=s.height, split=s.split)
+        replace(s, boxes=tuple(by_sample[s.id]))
         for s in dataset.samples
         if s.id in by_sample
     )
