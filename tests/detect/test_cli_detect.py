@@ -123,3 +123,19 @@ def test_train_refuses_an_unknown_backbone_in_one_sentence(run_cli, trained, tmp
                             "--out", str(tmp_path / "m"), "--iterations", "1")
     assert code == 2 and "unknown detector backbone 'resnet50'" in err and "mobilenet_v2_fpn" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+
+
+def test_detector_commands_take_a_device_and_refuse_an_unknown_one(run_cli, trained, tmp_path) -> None:
+    root, coco, _ = trained
+    code, _, err = run_cli("detect", "train", "--coco", str(coco), "--out", str(tmp_path / "m"), "--iterations",
+                           "1", "--batch-size", "3", "--min-size", "64", "--max-size", "80", "--threads", "1",
+                           "--device", "cpu")
+    assert code == 0, err
+    code, _, err = run_cli("detect", "eval", "--model", str(tmp_path / "m"), "--coco", str(coco),
+                           "--threads", "1", "--device", "cpu")
+    assert code == 0, err
+    for command in (["train", "--coco", str(coco), "--out", str(tmp_path / "n")],
+                    ["eval", "--model", str(tmp_path / "m"), "--coco", str(coco)]):
+        code, _, err = run_cli("detect", *command, "--device", "npu")
+        assert code == 2 and "unknown device 'npu'" in err and "Traceback" not in err
+    assert not (tmp_path / "n").exists()

@@ -50,8 +50,11 @@ def _dataset(coco: Optional[Path], collection: Optional[Path], run: Optional[Pat
     return dataset, given[0]
 
 
-def _detector(model: Optional[Path], mtcnn: bool, min_score: float):
-    """The detector and the (min_size, max_size) its images are shrunk to."""
+def _detector(model: Optional[Path], mtcnn: bool, min_score: float, device: str = "cpu"):
+    """The detector (on ``device``) and the (min_size, max_size) its images are shrunk to."""
+    from iconolens.device import resolve_device
+
+    where = resolve_device(device)
     if (model is None) == (not mtcnn):
         raise BadInputError("give either --model DIR (a trained Faster R-CNN) or --mtcnn (the face detector)")
     if mtcnn:
@@ -61,7 +64,7 @@ def _detector(model: Optional[Path], mtcnn: bool, min_score: float):
     from iconolens.detect.checkpoint import load_detector
 
     detector, meta = load_detector(model, min_score=min_score)
-    return detector, (meta.min_size, meta.max_size)
+    return detector.to(where), (meta.min_size, meta.max_size)
 
 
 def train(
@@ -94,6 +97,7 @@ def train(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, image order and flips."),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps."),
 ) -> None:
     """Train a Faster R-CNN (ImageNet-pretrained MobileNetV2 or EfficientNet-Lite0) on expert or pseudo boxes."""
     import torch
@@ -111,7 +115,7 @@ def train(
         dataset, iterations=iterations, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
         min_size=min_size, max_size=max_size, backbone=backbone,
         backbone_weights=weights if weights is not None else True, frozen_blocks=frozen_blocks, level=level,
-        negative_share=negative_share,
+        negative_share=negative_share, device=device,
     )
     save_detector(out, model, meta)
     console.print(f"detector for {', '.join(meta.classes)} trained on {meta.metrics['images']} images: {out}")
@@ -136,7 +140,10 @@ def evaluate(
     collection: Optional[Path] = typer.Option(None, "--collection", help=COLLECTION_HELP),
     run: Optional[Path] = typer.Option(None, "--run", help=RUN_HELP),
     split: Optional[str] = typer.Option(None, "--split", help="Evaluate only this split (e.g. val)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="JSON file for the scores and detections."),
+    out: Optional[Path] = typer.Option(None, "--out", help=(
+        "JSON file for the scores and detections; the detections also go to a IIIF AnnotationPage beside it "
+        "(<name>.annotations.json)."
+    )),
     failures: Optional[Path] = typer.Option(
         None, "--failures", help="Folder for a report of false positives and missed objects with D-RISE maps."
     ),
@@ -146,6 +153,7 @@ def evaluate(
     size: int = typer.Option(320, "--size", min=32, help="Longest image side for the MTCNN detector."),
     seed: int = typer.Option(0, "--seed", help="Seed of the D-RISE masks."),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps."),
 ) -> None:
     """Score a detector with COCO AP at IoU 0.5 and 0.5:0.95 (pycocotools)."""
     import torch
@@ -155,18 +163,22 @@ def evaluate(
     from iconolens.detect.failures import failure_report
 
     torch.set_num_threads(threads)
-    detector, sizes = _detector(model, mtcnn, 0.0)
+    detector, sizes = _detector(model, mtcnn, 0.0, device)
     min_size, max_size = sizes if sizes is not None else (size, size)
     dataset, _ = _dataset(coco, collection, run, split)
     scores, predictions = evaluate_detector(detector, dataset, min_size=min_size, max_size=max_size)
     summary = scores.to_json()
     console.print(f"AP@0.5 {summary['AP50']}   AP@0.5:0.95 {summary['AP50:95']}   ({scores.images} images)")
     if out is not None:
+        from iconolens.data.web_annotations import annotations_path, write_detections_page
+
+        page = write_detections_page(annotations_path(out), dataset, predictions, label=f"detections ({out.stem})")
         write_json_atomically(out, {
             "scores": summary,
             "detections": {s.id: [[*d.xyxy, d.label, d.score] for d in found]
                            for s, found in zip(dataset.samples, predictions)},
         })
+        console.print(f"wrote {out} and {page}")
     if failures is not None:
         items = failure_report(detector, dataset, predictions, failures, min_score=failure_score, min_size=min_size,
                                max_size=max_size, n_masks=masks, seed=seed, max_images=max_failure_images)
@@ -186,7 +198,10 @@ def _parse_box(text: str) -> tuple[list[float], str]:
 
 def explain(
     images: list[Path] = typer.Argument(..., help="Image files to explain."),
-    out: Path = typer.Option(..., "--out", help="Folder for maps (maps.npy), overlays (PNG) and explanation.json."),
+    out: Path = typer.Option(..., "--out", help=(
+        "Folder for maps (maps.npy), overlays (PNG), explanation.json and the explained boxes as a IIIF "
+        "AnnotationPage (explanation.annotations.json), one subfolder per image."
+    )),
     model: Optional[Path] = typer.Option(None, "--model", help="Detector folder written by `iconolens detect train`."),
     mtcnn: bool = typer.Option(False, "--mtcnn", help="Explain the pretrained MTCNN face detector instead."),
     min_score: float = typer.Option(0.5, "--min-score", help="Explain detections scoring at least this."),
@@ -208,6 +223,7 @@ def explain(
     size: int = typer.Option(320, "--size", min=32, help="Longest image side for the MTCNN detector."),
     seed: int = typer.Option(0, "--seed", help="Seed of the masks: the same seed gives the same maps."),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps."),
 ) -> None:
     """Explain every detection (or given boxes) of each image with D-RISE, all targets in one pass over the masks."""
     import numpy as np
@@ -215,6 +231,7 @@ def explain(
 
     from iconolens.atomic import write_bytes_atomically, write_json_atomically
     from iconolens.data.images import load_image
+    from iconolens.data.web_annotations import write_explanation_page
     from iconolens.detect.detections import targets_from_boxes
     from iconolens.detect.evaluation import image_tensor
     from iconolens.detect.failures import overlay_png
@@ -223,7 +240,7 @@ def explain(
 
     torch.set_num_threads(threads)
     # Masked images are scored against every detection the model makes; only the targets obey --min-score.
-    detector, sizes = _detector(model, mtcnn, 0.0)
+    detector, sizes = _detector(model, mtcnn, 0.0, device)
     min_size, max_size = sizes if sizes is not None else (size, size)
     given = [_parse_box(text) for text in box]
     index = {c: i for i, c in enumerate(detector.classes)}
@@ -265,6 +282,7 @@ def explain(
             crops.append(result.maps[k].numpy())
             crop_boxes.append(working_box)
             entries.append(entry)
+        write_explanation_page(folder / "explanation.annotations.json", path, image.size, entries)
         write_json_atomically(folder / "explanation.json", {
             "image": str(path), "working_scale": scale, "map_size": list(pixels.shape[1:]),
             "masks_used": result.masks_used, "converged": result.converged,

@@ -288,8 +288,8 @@ def boxes_command(
         f"{derived.counts['images']} images with maps ({derived.counts['gated_out']} maps gated out)"
     )
     stdout.print(markdown_table(rows, BOX_TABLE_METRICS, extra=[("boxes_per_image", "boxes / image")]))
-    stdout.print(f"wrote {paths['detections']}, {paths['pseudo_coco']}, {table_stem.with_suffix('.csv')} "
-                 f"and {histogram}")
+    stdout.print(f"wrote {paths['detections']}, {paths['pseudo_coco']} (each with a IIIF AnnotationPage beside it, "
+                 f"*.annotations.json), {table_stem.with_suffix('.csv')} and {histogram}")
 
 
 def register(app: typer.Typer) -> None:

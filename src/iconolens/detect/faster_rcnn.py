@@ -211,9 +211,15 @@ class FasterRCNNDetector:
         self.classes = (BACKGROUND, *self.object_classes)
         self.min_score = min_score
 
+    def to(self, device: torch.device | str) -> "FasterRCNNDetector":
+        """Run the network on ``device``; images are moved there and detections come back on the CPU."""
+        self.model.to(device)
+        return self
+
     def __call__(self, images: Tensor) -> list[Detections]:
+        device = next(self.model.parameters()).device
         with torch.inference_mode():
-            outputs = self.model(list(images))
+            outputs = [{k: v.cpu() for k, v in out.items()} for out in self.model(list(images.to(device)))]
         result = []
         for out in outputs:
             keep = out["scores"] >= self.min_score

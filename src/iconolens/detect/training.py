@@ -32,6 +32,7 @@ from iconolens.data.images import load_image
 from iconolens.data.records import Box, Dataset, Sample
 from iconolens.detect.checkpoint import DetectorMeta
 from iconolens.detect.faster_rcnn import DEFAULT_BACKBONE, build_faster_rcnn, check_backbone, freeze_backbone_blocks
+from iconolens.device import resolve_device
 from iconolens.errors import BadAnnotationError, BadInputError, IconolensError
 from iconolens.progress import progress
 
@@ -191,6 +192,7 @@ def train_detector(
     max_grad_norm: float | None = 10.0,
     initial_state: dict[str, Tensor] | None = None,
     log: Callable[[int, float], None] | None = None,
+    device: str = "cpu",
 ) -> tuple[FasterRCNN, DetectorMeta]:
     """Train a Faster R-CNN on the ``level`` boxes of ``dataset``; returns the model (eval mode) and its metadata.
 
@@ -202,7 +204,8 @@ def train_detector(
     ``initial_state``: a state dict of a detector of the same classes and backbone to start from (a previous
     self-training round) instead of the ImageNet trunk and fresh layers. ``log(iteration, loss)`` is called after
     every iteration. ``meta.metrics["check"]`` holds the :class:`TrainingCheck` and ``meta.metrics["warning"]``
-    its sentence when the detector collapsed.
+    its sentence when the detector collapsed. ``device`` (``auto``, ``cpu``, ``cuda[:N]``, ``mps``) is where the
+    network trains; the returned model is on the CPU.
     """
     classes = tuple(classes) if classes is not None else detection_classes(dataset, level)
     if not classes:
@@ -212,6 +215,7 @@ def train_detector(
     if not 0.0 <= negative_share < 1.0:
         raise BadInputError(f"the share of images without boxes per batch must be in [0, 1), got {negative_share}")
     check_backbone(backbone)  # before the images are read
+    where = resolve_device(device)
     images: list[TrainingImage] = []
     skipped = 0
     for sample in progress(dataset.samples, "loading images"):
@@ -233,6 +237,7 @@ def train_detector(
             raise BadInputError(f"the starting detector does not fit a {len(classes)}-class {backbone} detector "
                                 f"({str(exc).splitlines()[0]})") from None
     freeze_backbone_blocks(model, frozen_blocks)
+    model.to(where)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.SGD(parameters, lr=learning_rate, momentum=0.9, weight_decay=1e-4)
     warmup = max(1, iterations // 10)
@@ -256,8 +261,8 @@ def train_detector(
                 pixels = pixels.flip(-1)
                 width = pixels.shape[-1]
                 boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
-            inputs.append(pixels)
-            targets.append({"boxes": boxes, "labels": item.labels})
+            inputs.append(pixels.to(where))
+            targets.append({"boxes": boxes.to(where), "labels": item.labels.to(where)})
         losses = model(inputs, targets)
         loss = sum(losses.values())
         optimiser.zero_grad()
@@ -272,6 +277,7 @@ def train_detector(
         if log is not None:
             log(step, float(loss.detach()))
     model.eval()
+    model.to("cpu")
     check = check_detector(model, held or [t for t in images if len(t.boxes)][:20], model.roi_heads.score_thresh,
                            held_out=bool(held))
     metrics = {"iterations": iterations, "seed": seed, "images": len(images) + len(held), "held_out": len(held),

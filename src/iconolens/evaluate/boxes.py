@@ -346,11 +346,29 @@ def pseudo_ground_truth(derived: DerivedBoxes, dataset: Dataset) -> Dataset:
 
 
 def write_derived_boxes(derived: DerivedBoxes, dataset: Dataset, out_dir: str | Path) -> dict[str, Path]:
-    """Write the detections (COCO results) and the pseudo-ground-truth collection (COCO dataset)."""
+    """Write the detections (COCO results) and the pseudo-ground-truth collection (COCO dataset), each with a
+    sibling ``*.annotations.json`` AnnotationPage of the same boxes for IIIF viewers.
+
+    The pages are written first, so a COCO file on disk (what a resumed stage looks for) has its page.
+    """
     from iconolens.data.coco import write_coco
+    from iconolens.data.web_annotations import annotations_path, write_boxes_page
 
     out_dir = Path(out_dir)
     stem = f"{derived.method}_{derived.recipe.level}"
-    detections = write_json_atomically(out_dir / f"{stem}_detections.json", coco_detections(derived, dataset))
-    pseudo = write_coco(pseudo_ground_truth(derived, dataset), out_dir / f"{stem}_pseudo_coco.json")
-    return {"detections": detections, "pseudo_coco": pseudo}
+    detections_path, pseudo_path = out_dir / f"{stem}_detections.json", out_dir / f"{stem}_pseudo_coco.json"
+    pseudo_set = pseudo_ground_truth(derived, dataset)
+    by_sample: dict[str, list[DerivedBox]] = {}
+    for box in derived.boxes:
+        by_sample.setdefault(box.sample_id, []).append(box)
+    what = f"{derived.method} {derived.recipe.level} boxes"
+    pages = {
+        "detections_annotations": write_boxes_page(annotations_path(detections_path), dataset, by_sample,
+                                                   label=f"{what} derived from saliency maps"),
+        "pseudo_coco_annotations": write_boxes_page(annotations_path(pseudo_path), pseudo_set,
+                                                    {s.id: s.boxes for s in pseudo_set.samples},
+                                                    label=f"{what} (pseudo ground truth)", with_scores=False),
+    }
+    detections = write_json_atomically(detections_path, coco_detections(derived, dataset))
+    pseudo = write_coco(pseudo_set, pseudo_path)
+    return {"detections": detections, "pseudo_coco": pseudo, **pages}
