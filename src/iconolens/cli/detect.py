@@ -330,6 +330,7 @@ def weak(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of every stage."),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
+    device: str = typer.Option("auto", "--device", help="Where maps and detectors run: auto, cpu, cuda, cuda:N or mps."),
 ) -> None:
     """From image labels to a detector: classifier (if missing), maps, pseudo boxes, detector, self-training rounds.
 
@@ -346,7 +347,7 @@ def weak(
         split=split, source=source, method=method, map_size=map_size, rounds=rounds, iterations=iterations,  # type: ignore[arg-type]
         round_iterations=round_iterations, relabel=RelabelRule(relative_score=relabel_score), backbone=backbone,
         batch_size=batch_size, learning_rate=learning_rate, min_size=min_size, max_size=max_size,
-        negative_share=negative_share, seed=seed, evaluate_split=evaluate_split,
+        negative_share=negative_share, seed=seed, evaluate_split=evaluate_split, device=device,
     )
     result = weakly_supervised_detector(run, plan, log=lambda message: console.print(message))
     for stage in result.stages:

@@ -167,10 +167,7 @@ def write_explanation_page(path: str | Path, image: str | Path, size: tuple[int,
     """Write the boxes ``detect explain`` explained in one image file (``size`` = (width, height)) as an
     AnnotationPage targeting that file; ``targets`` are its entries with ``box`` (image pixels), ``label`` and
     ``score`` (None for a box given by hand, which then has no score body)."""
-    from iconolens.data.records import Box
-
     image = Path(image)
     sample = Sample(image.stem, image, (), width=int(size[0]), height=int(size[1]))
     items = [box_annotation(box_target(sample, t["box"]), str(t["label"]), t.get("score")) for t in targets]
-    del Box
     return write_annotation_page(path, annotation_page(items, page_id_for(path), label))

@@ -38,6 +38,7 @@ from iconolens.detect.evaluation import coco_average_precision, evaluate_detecto
 from iconolens.detect.faster_rcnn import DEFAULT_BACKBONE, check_backbone
 from iconolens.detect.self_training import RelabelRule, relabel
 from iconolens.detect.training import read_coco_detections, train_detector, with_pseudo_boxes
+from iconolens.device import resolve_device
 from iconolens.errors import BadInputError
 from iconolens.evaluate.boxes import BoxRecipe, DerivedBoxes, derive_boxes, write_derived_boxes
 from iconolens.evaluate.detection import evaluate_derived_boxes
@@ -79,6 +80,7 @@ class WeakDetectionPlan:
     seed: int = 0
     evaluate_split: str | None = None
     folder: str = "weak"
+    device: str = "auto"  # maps and detectors (the classifier trains on the CPU)
 
     def __post_init__(self) -> None:
         if self.source not in BOX_SOURCES:
@@ -86,6 +88,7 @@ class WeakDetectionPlan:
         if self.rounds < 0:
             raise BadInputError(f"the number of self-training rounds must be 0 or more, got {self.rounds}")
         check_backbone(self.backbone)
+        resolve_device(self.device)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,7 +141,7 @@ def _maps(run: RunDirectory, plan: WeakDetectionPlan, log: Callable[[str], None]
     from iconolens.explain.collection import ExplainSettings, explain_run
 
     log(f"computing {plan.method} maps of the {plan.split} images at {plan.map_size} px")
-    outcome = explain_run(run, [plan.method], split=plan.split, settings=ExplainSettings(image_size=plan.map_size))
+    outcome = explain_run(run, [plan.method], split=plan.split, settings=ExplainSettings(image_size=plan.map_size, device=plan.device))
     return {"stage": "maps", "written": outcome.written[plan.method], "done_before": outcome.done_before[plan.method]}
 
 
@@ -172,7 +175,7 @@ def _train(train: Dataset, boxes_file: Path, folder: Path, plan: WeakDetectionPl
     model, meta = train_detector(
         data, classes=classes, iterations=iterations, batch_size=plan.batch_size, learning_rate=plan.learning_rate,
         seed=plan.seed, min_size=plan.min_size, max_size=plan.max_size, backbone=plan.backbone,
-        negative_share=plan.negative_share, initial_state=initial,
+        negative_share=plan.negative_share, initial_state=initial, device=plan.device,
     )
     save_detector(folder, model, meta)
     return {"check": meta.metrics["check"], "warning": meta.metrics.get("warning"),

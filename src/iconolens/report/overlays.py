@@ -77,6 +77,20 @@ def heatmap_overlay(
     return result
 
 
+def heatmap_layer(heat: np.ndarray, size: tuple[int, int], *, max_alpha: float = 0.6,
+                  colormap: str = "jet") -> Image.Image:
+    """``heat`` (a map in [0, 1] of any resolution) as an RGBA picture of ``size`` = (width, height) to lay over
+    the painting elsewhere (a IIIF viewer): coloured with ``colormap``, opacity ``max_alpha * heat``, so cold
+    regions leave the painting visible."""
+    if not 0 <= max_alpha <= 1:
+        raise ValueError(f"max_alpha must be in [0, 1]; got {max_alpha}")
+    values = _resize_heat(heat, size)
+    colours = matplotlib.colormaps[colormap](values)[..., :3] * 255.0
+    alpha = max_alpha * 255.0 * values
+    pixels = np.concatenate([colours, alpha[..., None]], axis=-1)
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode="RGBA")
+
+
 def write_png(path: str | Path, image: Image.Image) -> Path:
     """Save ``image`` as PNG, atomically."""
     buffer = io.BytesIO()
