@@ -7,6 +7,7 @@
     RUN/boxes/              COCO JSON detections derived from maps
     RUN/sanity/             the parameter randomisation test of the model's maps (iconolens.evaluate.sanity)
     RUN/report/             figures and HTML
+    RUN/iiif/               the run as a IIIF manifest (iconolens.data.iiif_export; default folder)
 """
 
 from __future__ import annotations

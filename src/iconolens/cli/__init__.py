@@ -28,9 +28,9 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _register_commands() -> None:
-    from iconolens.cli import data, demo, detect, evaluate, explain, mil, sanity, train
+    from iconolens.cli import data, demo, detect, evaluate, explain, export, mil, sanity, train
 
-    for module in (data, train, explain, evaluate, sanity, detect, demo, mil):
+    for module in (data, train, explain, evaluate, sanity, detect, demo, mil, export):
         module.register(app)
 
 

@@ -132,13 +132,15 @@ def detections_to_annotations(dataset: Dataset, detections: Sequence[Sequence[La
     return boxes_to_annotations(dataset, detections, with_scores=True)
 
 
-def annotation_page(items: Iterable[dict[str, Any]], page_id: str, label: str | None = None) -> dict[str, Any]:
-    """A Presentation 3 AnnotationPage of ``items``; each gets the id ``<page_id>/a<n>`` (n from 1)."""
+def annotation_page(items: Iterable[dict[str, Any]], page_id: str,
+                    label: str | Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    """A Presentation 3 AnnotationPage of ``items``; each gets the id ``<page_id>/a<n>`` (n from 1). ``label`` is
+    English text or a ready language map."""
     annotations = [{"id": f"{page_id}/a{n}", **{k: v for k, v in item.items() if k != "id"}}
                    for n, item in enumerate(items, start=1)]
     page: dict[str, Any] = {"@context": CONTEXT, "id": page_id, "type": "AnnotationPage"}
     if label:
-        page["label"] = {"en": [label]}
+        page["label"] = {"en": [label]} if isinstance(label, str) else dict(label)
     page["items"] = annotations
     return page
 

@@ -2,7 +2,8 @@
 
 The heat map is coloured with a matplotlib colour map and blended with the picture at ``alpha``; boxes are
 drawn on top so they stay readable over hot regions. Large paintings are shrunk to ``max_side`` pixels
-first, and the boxes (given in the original image's pixels) are scaled with them.
+first, and the boxes (given in the original image's pixels) are scaled with them. ``heatmap_layer`` gives the
+heat alone as a transparent picture, for viewers (IIIF) that lay it over the painting themselves.
 """
 
 from __future__ import annotations
