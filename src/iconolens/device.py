@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import re
-
-import torch
+from typing import TYPE_CHECKING
 
 from iconolens.errors import BadInputError
 
+if TYPE_CHECKING:
+    import torch
+
+#: What ``--device`` takes, for the commands' help.
+DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps."
 _SPELLING = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = "auto") -> "torch.device":
     """The ``torch.device`` for ``name``, or one sentence saying why it cannot be used here."""
+    import torch  # here, so that the commands' help does not wait for torch
+
     text = (name or "auto").strip().lower()
     if not _SPELLING.match(text):
         raise BadInputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from iconolens.device import DEVICE_HELP
 from iconolens.errors import BadInputError
 
 console = Console(highlight=False, soft_wrap=True)
@@ -97,7 +98,7 @@ def train(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, image order and flips."),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Train a Faster R-CNN (ImageNet-pretrained MobileNetV2 or EfficientNet-Lite0) on expert or pseudo boxes."""
     import torch
@@ -153,7 +154,7 @@ def evaluate(
     size: int = typer.Option(320, "--size", min=32, help="Longest image side for the MTCNN detector."),
     seed: int = typer.Option(0, "--seed", help="Seed of the D-RISE masks."),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Score a detector with COCO AP at IoU 0.5 and 0.5:0.95 (pycocotools)."""
     import torch
@@ -223,7 +224,7 @@ def explain(
     size: int = typer.Option(320, "--size", min=32, help="Longest image side for the MTCNN detector."),
     seed: int = typer.Option(0, "--seed", help="Seed of the masks: the same seed gives the same maps."),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Explain every detection (or given boxes) of each image with D-RISE, all targets in one pass over the masks."""
     import numpy as np
@@ -330,7 +331,7 @@ def weak(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of every stage."),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
-    device: str = typer.Option("auto", "--device", help="Where maps and detectors run: auto, cpu, cuda, cuda:N or mps."),
+    device: str = typer.Option("auto", "--device", help="Where maps and detectors run: " + DEVICE_HELP),
 ) -> None:
     """From image labels to a detector: classifier (if missing), maps, pseudo boxes, detector, self-training rounds.
 

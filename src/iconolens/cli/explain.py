@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from iconolens.data.images import DEFAULT_MAX_PIXELS
+from iconolens.device import DEVICE_HELP
 from iconolens.errors import BadInputError
 
 console = Console(highlight=False, soft_wrap=True)
@@ -98,7 +99,7 @@ def explain(
         1, "--workers", min=0,
         help="Processes decoding and resizing images while the network runs (0: decode in this process).",
     ),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Compute raw saliency maps for every image of the run and store them under RUN/maps/<method>/.
 
