@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -12,6 +13,9 @@ from rich.table import Table
 from iconolens.data.images import DEFAULT_MAX_PIXELS
 from iconolens.data.records import Dataset
 from iconolens.errors import BadInputError
+
+if TYPE_CHECKING:
+    from iconolens.data.iiif import IIIFOptions
 
 stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -34,6 +38,7 @@ class CollectionFormat(str, Enum):
     coco = "coco"
     voc = "voc"
     dataset = "dataset"
+    iiif = "iiif"
 
 
 class LabelTask(str, Enum):
@@ -42,10 +47,19 @@ class LabelTask(str, Enum):
 
 
 FORMAT_HELP = (
-    "Collection format. 'auto' guesses from the path: a .csv file (path,labels), a .json file (COCO, or "
-    "a run's dataset.json), a folder with Annotations/ and JPEGImages/ (Pascal VOC or People-Art), a folder "
-    "with annotations.json (COCO), a run directory (dataset.json), else a folder per class."
+    "Collection format. 'auto' guesses from the path: an http(s) URL (a IIIF manifest or collection), a .csv "
+    "file (path,labels), a .json file (a IIIF manifest, COCO, or a run's dataset.json), a folder with "
+    "Annotations/ and JPEGImages/ (Pascal VOC or People-Art), a folder with annotations.json (COCO), a run "
+    "directory (dataset.json), else a folder per class."
 )
+COLLECTION_HELP = "The collection: a folder, a file, or the URL of a IIIF manifest or collection (see --format)."
+LABEL_FIELD_HELP = (
+    "IIIF: label each canvas with the values of this metadata field (e.g. Subject; any language, "
+    "';'-separated). Default: the labels of the canvas's region annotations."
+)
+LABELS_CSV_HELP = "IIIF: label each canvas from this CSV of canvas,labels (canvas ids, ';'-separated labels)."
+IIIF_SIZE_HELP = "IIIF: longest side, in pixels, of the images asked from an Image API service; 0 for full size."
+IIIF_CACHE_HELP = "IIIF: folder where downloaded images are kept (default ~/.cache/iconolens/iiif)."
 TASK_HELP = (
     "Labels of a VOC/People-Art tree: 'presence' labels each image with the classes it shows (People-Art: "
     "['person'] or [], a one-class multi-label task); 'style' labels it with its folder (the art style)."
@@ -63,13 +77,28 @@ FormatOption = typer.Option(CollectionFormat.auto, "--format", help=FORMAT_HELP)
 TaskOption = typer.Option(LabelTask.presence, "--task", help=TASK_HELP)
 MaxPixelsOption = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help=MAX_PIXELS_HELP)
 DecodeOption = typer.Option(False, "--decode/--headers-only", help=DECODE_HELP)
+LabelFieldOption = typer.Option(None, "--label-field", help=LABEL_FIELD_HELP)
+LabelsCsvOption = typer.Option(None, "--labels-csv", help=LABELS_CSV_HELP, dir_okay=False)
+IIIFSizeOption = typer.Option(1024, "--iiif-size", min=0, help=IIIF_SIZE_HELP)
+IIIFCacheOption = typer.Option(None, "--iiif-cache", help=IIIF_CACHE_HELP, file_okay=False)
 
 
-def _load(path: Path, format: CollectionFormat, task: LabelTask, max_pixels: int, decode: bool) -> Dataset:
+def _iiif(label_field: str | None, labels_csv: Path | None, size: int, cache: Path | None) -> IIIFOptions:
+    """The IIIF reading options of a command's ``--label-field``, ``--labels-csv``, ``--iiif-*`` options."""
+    from iconolens.data.iiif import IIIFOptions
+
+    return IIIFOptions(size=size or None, label_field=label_field, labels_csv=labels_csv, cache_dir=cache)
+
+
+def _load(
+    path: str, format: CollectionFormat, task: LabelTask, max_pixels: int, decode: bool,
+    iiif: IIIFOptions | None = None,
+) -> Dataset:
     from iconolens.data.collections import load_collection, nothing_usable_error
 
     dataset = load_collection(
-        path, max_pixels=max_pixels, format=format.value, task=task.value, decode=decode, allow_empty=True
+        path, max_pixels=max_pixels, format=format.value, task=task.value, decode=decode, allow_empty=True,
+        iiif=iiif,
     )
     _report_problems(dataset)
     if not dataset.samples:
@@ -94,7 +123,9 @@ def _histogram_text(histogram: dict[int, int]) -> str:
 
 @data_app.command("stats")
 def stats_command(
-    path: Path = typer.Argument(..., help="A collection (any format), a run directory or its dataset.json."),
+    path: str = typer.Argument(
+        ..., help="A collection (any format, or a IIIF manifest URL), a run directory or its dataset.json."
+    ),
     json_out: Path | None = typer.Option(
         None, "--json", help="Also write the statistics to this JSON file.", dir_okay=False
     ),
@@ -102,12 +133,16 @@ def stats_command(
     task: LabelTask = TaskOption,
     max_pixels: int = MaxPixelsOption,
     decode: bool = DecodeOption,
+    label_field: str | None = LabelFieldOption,
+    labels_csv: Path | None = LabelsCsvOption,
+    iiif_size: int = IIIFSizeOption,
+    iiif_cache: Path | None = IIIFCacheOption,
 ) -> None:
     """Describe a collection: images, labels per image, class distribution, boxes, attributes per class."""
     from iconolens.atomic import write_json_atomically
     from iconolens.data.stats import collection_stats
 
-    dataset = _load(path, format, task, max_pixels, decode)
+    dataset = _load(path, format, task, max_pixels, decode, _iiif(label_field, labels_csv, iiif_size, iiif_cache))
     stats = collection_stats(dataset)
 
     summary = Table(title=f"Collection {path}", show_header=False)
@@ -161,7 +196,7 @@ def _parse_fractions(text: str) -> tuple[float, float, float]:
 
 @data_app.command("split")
 def split_command(
-    collection: Path = typer.Argument(..., help="The collection to split (any format; see --format)."),
+    collection: str = typer.Argument(..., help=COLLECTION_HELP),
     out: Path = typer.Option(..., "--out", help="Run directory; RUN/dataset.json is written there."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same split."),
     fractions: str = typer.Option(
@@ -176,6 +211,10 @@ def split_command(
     task: LabelTask = TaskOption,
     max_pixels: int = MaxPixelsOption,
     decode: bool = DecodeOption,
+    label_field: str | None = LabelFieldOption,
+    labels_csv: Path | None = LabelsCsvOption,
+    iiif_size: int = IIIFSizeOption,
+    iiif_cache: Path | None = IIIFCacheOption,
 ) -> None:
     """Split a collection into train/val/test (stratified, seeded) and write the run's dataset.json.
 
@@ -186,7 +225,9 @@ def split_command(
     from iconolens.run import RunDirectory
 
     wanted = _parse_fractions(fractions)
-    dataset = _load(collection, format, task, max_pixels, decode)
+    dataset = _load(
+        collection, format, task, max_pixels, decode, _iiif(label_field, labels_csv, iiif_size, iiif_cache)
+    )
     if keep_split:
         unassigned = [s.id for s in dataset.samples if s.split is None]
         if unassigned:
@@ -222,7 +263,9 @@ def split_command(
 
 @data_app.command("filter-attributes")
 def filter_attributes_command(
-    source: Path = typer.Argument(..., help="A collection, a run directory or a dataset.json."),
+    source: str = typer.Argument(
+        ..., help="A collection (or a IIIF manifest URL), a run directory or a dataset.json."
+    ),
     out: Path | None = typer.Option(
         None,
         "--out",
@@ -242,6 +285,10 @@ def filter_attributes_command(
     task: LabelTask = TaskOption,
     max_pixels: int = MaxPixelsOption,
     decode: bool = DecodeOption,
+    label_field: str | None = LabelFieldOption,
+    labels_csv: Path | None = LabelsCsvOption,
+    iiif_size: int = IIIFSizeOption,
+    iiif_cache: Path | None = IIIFCacheOption,
 ) -> None:
     """Drop iconographic attribute boxes that appear in too few images of their class."""
     from iconolens.data.attributes import attribute_frequencies, filter_attributes
@@ -251,9 +298,9 @@ def filter_attributes_command(
     if out is None:
         if (format.value if format != CollectionFormat.auto else detect_format(source)) != "dataset":
             raise BadInputError("give --out: only a run or a dataset.json is rewritten in place", source)
-        out = source
+        out = Path(source)
     target = out if out.suffix.lower() == ".json" else out / "dataset.json"
-    dataset = _load(source, format, task, max_pixels, decode)
+    dataset = _load(source, format, task, max_pixels, decode, _iiif(label_field, labels_csv, iiif_size, iiif_cache))
     frequencies = attribute_frequencies(dataset)
     filtered = filter_attributes(dataset, min_fraction=min_fraction)
     kept = {b.label for s in filtered.samples for b in s.boxes if b.level == "attribute"}
@@ -271,17 +318,21 @@ def filter_attributes_command(
 
 @data_app.command("convert")
 def convert_command(
-    source: Path = typer.Argument(..., help="A collection in any readable format (see --format)."),
+    source: str = typer.Argument(..., help=COLLECTION_HELP),
     out: Path = typer.Option(..., "--out", help="The COCO JSON file to write.", dir_okay=False),
     format: CollectionFormat = FormatOption,
     task: LabelTask = TaskOption,
     max_pixels: int = MaxPixelsOption,
     decode: bool = DecodeOption,
+    label_field: str | None = LabelFieldOption,
+    labels_csv: Path | None = LabelsCsvOption,
+    iiif_size: int = IIIFSizeOption,
+    iiif_cache: Path | None = IIIFCacheOption,
 ) -> None:
     """Write any collection as COCO JSON (figures and attributes as categories, image-level labels kept)."""
     from iconolens.data.coco import write_coco
 
-    dataset = _load(source, format, task, max_pixels, decode)
+    dataset = _load(source, format, task, max_pixels, decode, _iiif(label_field, labels_csv, iiif_size, iiif_cache))
     write_coco(dataset, out)
     boxes = sum(len(s.boxes) for s in dataset.samples)
     stdout.print(f"{len(dataset)} images and {boxes} boxes written to {out}", markup=False)
@@ -293,12 +344,31 @@ def synth_command(
     images: int = typer.Option(200, "--images", min=1, help="Number of images to generate."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same bytes."),
     size: int = typer.Option(224, "--size", help="Side of the square images, in pixels (at least 96)."),
+    iiif: Path | None = typer.Option(
+        None, "--iiif", file_okay=False,
+        help="Also publish the collection as a static IIIF site in this folder: manifest.json (Presentation 3, "
+        "canvases twice the image size, labels in the metadata field Subject, boxes as tagging annotations) "
+        "and level-0 images.",
+    ),
+    iiif_base_url: str = typer.Option(
+        "http://localhost:8000/", "--iiif-base-url",
+        help="The URL the --iiif folder will be served at (ids in the manifest start with it).",
+    ),
 ) -> None:
     """Generate the synthetic iconography collection: saints recognisable only by their attributes."""
     from iconolens.data.synth import write_synthetic_collection
 
     path = write_synthetic_collection(out, n_images=images, seed=seed, image_size=size)
     stdout.print(f"{images} images written; annotations at {path}", markup=False)
+    if iiif is not None:
+        from iconolens.data.coco import read_coco
+        from iconolens.data.iiif_site import write_iiif_site
+
+        manifest = write_iiif_site(read_coco(path), iiif, iiif_base_url)
+        stdout.print(
+            f"IIIF site written to {iiif}; serve that folder at {iiif_base_url} and read "
+            f"{iiif_base_url.rstrip('/')}/{manifest.name} (e.g. --label-field Subject)", markup=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

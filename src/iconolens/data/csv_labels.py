@@ -2,6 +2,7 @@
 
 Paths are relative to the CSV's folder (absolute paths are kept). A first row ``path,labels`` is a header.
 A row with an empty label field is an image showing none of the classes, so such a file is multi-label.
+``labels_by_key`` reads the same layout keyed by something other than a path (a IIIF canvas id).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from iconolens.errors import BadAnnotationError, BadInputError
 LABEL_SEPARATOR = ";"
 
 
-def _rows(path: Path) -> list[tuple[int, str, tuple[str, ...]]]:
+def _rows(path: Path, key: str = "path") -> list[tuple[int, str, tuple[str, ...]]]:
+    """``(line number, key, labels)`` per row; a first row ``<key>,labels`` is a header."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -28,20 +30,34 @@ def _rows(path: Path) -> list[tuple[int, str, tuple[str, ...]]]:
         for line_number, row in enumerate(reader, start=1):
             if not row or all(not cell.strip() for cell in row):
                 continue
-            if line_number == 1 and [c.strip().lower() for c in row] == ["path", "labels"]:
+            if line_number == 1 and [c.strip().lower() for c in row] == [key, "labels"]:
                 continue
             if len(row) != 2:
                 raise BadAnnotationError(
-                    f"line {line_number} has {len(row)} fields, expected 2 (path,labels)", path
+                    f"line {line_number} has {len(row)} fields, expected 2 ({key},labels)", path
                 )
             image, labels = row[0].strip(), row[1]
             if not image:
-                raise BadAnnotationError(f"line {line_number} has an empty path", path)
+                raise BadAnnotationError(f"line {line_number} has an empty {key}", path)
             names = tuple(dict.fromkeys(x.strip() for x in labels.split(LABEL_SEPARATOR) if x.strip()))
             rows.append((line_number, image, names))
     except csv.Error as exc:
         raise BadAnnotationError(f"malformed CSV ({exc})", path) from None
     return rows
+
+
+def labels_by_key(path: str | Path, key: str) -> dict[str, tuple[str, ...]]:
+    """The labels of each row of a ``<key>,labels`` CSV (e.g. ``canvas,labels``), keyed by its first column."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError("labels CSV does not exist", path)
+    table: dict[str, tuple[str, ...]] = {}
+    lines: dict[str, int] = {}
+    for line_number, name, labels in _rows(path, key):
+        if name in table:
+            raise BadAnnotationError(f"{key} {name!r} is listed twice (lines {lines[name]} and {line_number})", path)
+        table[name], lines[name] = labels, line_number
+    return table
 
 
 def read_csv(

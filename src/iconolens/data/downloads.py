@@ -15,11 +15,10 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from iconolens.atomic import write_atomically
@@ -73,8 +72,12 @@ class _Transient(Exception):
     """A failure worth another attempt; ``str`` is the sentence fragment saying what happened."""
 
 
-def _seconds(value: float) -> str:
-    return f"{value:g} s"
+def _network_failure(exc: BaseException, timeout: float) -> _Transient:
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, TimeoutError):
+        return _Transient(f"no answer within {timeout:g} s")
+    detail = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
+    return _Transient(f"the connection failed ({detail})")
 
 
 class Downloader:
@@ -94,57 +97,62 @@ class Downloader:
 
     # --- one request -----------------------------------------------------------------------------
 
-    def _attempt(self, url: str, sink: Callable[[BinaryIO], None] | None) -> bytes:
-        """One GET; the body goes to ``sink`` (streamed) or is returned. Raises _Transient or DownloadError."""
-        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": "*/*"})
+    def _attempt(self, url: str, target: Path | None) -> bytes:
+        """One GET into ``target`` (atomically) or into memory. Raises _Transient or DownloadError."""
         timeout = self.settings.timeout
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": "*/*"})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                announced = response.headers.get("Content-Length")
-                expected = int(announced) if announced and announced.isdigit() else None
-                received = 0
-                chunks: list[bytes] = []
-
-                def copy(handle: BinaryIO | None) -> None:
-                    nonlocal received
-                    while chunk := response.read(CHUNK):
-                        received += len(chunk)
-                        if handle is None:
-                            chunks.append(chunk)
-                        else:
-                            handle.write(chunk)
-                    if expected is not None and received != expected:
-                        raise _Transient(f"the connection closed after {received:,} of {expected:,} bytes")
-
-                if sink is None:
-                    copy(None)
-                else:
-                    sink_with_check = sink  # the caller's writer wraps ``copy``
-                    sink_with_check(copy)  # type: ignore[arg-type]
-                return b"".join(chunks)
+            response = urllib.request.urlopen(request, timeout=timeout)
         except urllib.error.HTTPError as exc:
+            exc.close()
             reason = f"the server answered {exc.code} ({exc.reason})"
             if exc.code in RETRY_STATUS:
                 raise _Transient(reason) from None
             raise DownloadError(url, reason, status=exc.code) from None
-        except _Transient:
-            raise
-        except (TimeoutError, http.client.HTTPException, urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", None) if isinstance(exc, urllib.error.URLError) else exc
-            if isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError):
-                raise _Transient(f"no answer within {_seconds(timeout)}") from None
-            if isinstance(exc, ValueError):
-                raise
-            raise _Transient(f"the connection failed ({reason or type(exc).__name__})") from None
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, str):  # not a network failure: the URL itself is unusable
+                raise DownloadError(url, f"cannot fetch this URL ({exc.reason})") from None
+            raise _network_failure(exc, timeout) from None
+        except ValueError as exc:  # http.client.InvalidURL and friends
+            raise DownloadError(url, f"not a valid URL ({exc})") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise _network_failure(exc, timeout) from None
 
-    def _with_retries(self, url: str, sink: Callable[[BinaryIO], None] | None) -> bytes:
-        scheme = urlsplit(url).scheme.lower()
-        if scheme not in ("http", "https"):
+        with response:
+            announced = response.headers.get("Content-Length", "")
+            expected = int(announced) if announced.strip().isdigit() else None
+
+            def chunks() -> Iterator[bytes]:
+                received = 0
+                while True:
+                    try:
+                        chunk = response.read(CHUNK)
+                    except (OSError, http.client.HTTPException) as exc:
+                        raise _network_failure(exc, timeout) from None
+                    if not chunk:
+                        break
+                    received += len(chunk)
+                    yield chunk
+                if expected is not None and received != expected:
+                    raise _Transient(f"the connection closed after {received:,} of {expected:,} bytes")
+
+            if target is None:
+                return b"".join(chunks())
+            try:
+                write_atomically(target, lambda handle: handle.writelines(chunks()))
+            except OSError as exc:
+                raise BadInputError(
+                    f"cannot write a download into the cache folder ({exc.strerror or exc})", target.parent
+                ) from None
+            return b""
+
+    def _with_retries(self, url: str, target: Path | None) -> bytes:
+        if urlsplit(url).scheme.lower() not in ("http", "https"):
             raise DownloadError(url, "only http:// and https:// URLs can be fetched")
         attempts = self.settings.attempts
         for attempt in range(1, attempts + 1):
             try:
-                return self._attempt(url, sink)
+                return self._attempt(url, target)
             except _Transient as exc:
                 if attempt == attempts:
                     tried = f" (tried {attempts} times)" if attempts > 1 else ""
@@ -169,7 +177,7 @@ class Downloader:
         last: DownloadError | None = None
         for url in urls:
             try:
-                self._with_retries(url, lambda copy: write_atomically(target, copy))  # type: ignore[arg-type]
+                self._with_retries(url, target)
                 return target
             except DownloadError as exc:
                 last = exc
@@ -179,33 +187,43 @@ class Downloader:
         raise last
 
     def fetch_all(self, wanted: Sequence[Sequence[str]], what: str = "Downloading") -> list[Path | DownloadError]:
-        """``fetch`` for each list of URLs, ``workers`` at a time; a failure is returned, not raised."""
-        results: list[Path | DownloadError | None] = [None] * len(wanted)
-        todo = [i for i, urls in enumerate(wanted) if not self.cached_path(urls[0]).is_file()]
-        for i, urls in enumerate(wanted):
-            if i not in set(todo):
-                results[i] = self.cached_path(urls[0])
+        """``fetch`` for each list of URLs, ``workers`` at a time; a failure is returned, not raised.
+
+        A file wanted twice is fetched once.
+        """
+        results: list[Path | DownloadError] = [self.cached_path(urls[0]) for urls in wanted]
+        todo: dict[tuple[str, ...], list[int]] = {}
+        for i, path in enumerate(results):
+            if not path.is_file():
+                todo.setdefault(tuple(wanted[i]), []).append(i)
         if todo:
-            with ThreadPoolExecutor(max_workers=min(self.settings.workers, len(todo))) as pool:
-                futures = {pool.submit(self.fetch, wanted[i]): i for i in todo}
+            pool = ThreadPoolExecutor(max_workers=min(self.settings.workers, len(todo)))
+            try:
+                futures = {pool.submit(self.fetch, urls): indices for urls, indices in todo.items()}
                 for future in progress(as_completed(futures), what, total=len(futures)):
-                    i = futures[future]
                     try:
-                        results[i] = future.result()
+                        result: Path | DownloadError = future.result()
                     except DownloadError as exc:
-                        results[i] = exc
-        return results  # type: ignore[return-value]
+                        result = exc
+                    for i in futures[future]:
+                        results[i] = result
+            finally:  # on an interrupt, files not started are not fetched; finished ones stay cached
+                pool.shutdown(wait=True, cancel_futures=True)
+        return results
 
     def read_all(self, urls: Sequence[str]) -> list[bytes | DownloadError]:
         """``read`` for each URL, ``workers`` at a time; a failure is returned, not raised."""
         results: list[bytes | DownloadError | None] = [None] * len(urls)
         if not urls:
             return []
-        with ThreadPoolExecutor(max_workers=min(self.settings.workers, len(urls))) as pool:
+        pool = ThreadPoolExecutor(max_workers=min(self.settings.workers, len(urls)))
+        try:
             futures = {pool.submit(self.read, url): i for i, url in enumerate(urls)}
             for future in as_completed(futures):
                 try:
                     results[futures[future]] = future.result()
                 except DownloadError as exc:
                     results[futures[future]] = exc
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         return results  # type: ignore[return-value]
