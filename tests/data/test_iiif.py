@@ -617,3 +617,14 @@ def test_round_trip_from_a_iiif_site_through_a_run_to_annotations_on_the_canvas(
             x, y, w, h = want
             assert got[0] <= x + 1 and got[1] <= y + 1 and got[0] >= x - 2 and got[1] >= y - 2
             assert abs((got[0] + got[2]) - (x + w)) <= 2 and abs((got[1] + got[3]) - (y + h)) <= 2
+
+
+def test_detector_commands_read_a_manifest_url_as_their_collection(site: Site, synthetic: Dataset, monkeypatch,
+                                                                     tmp_path: Path) -> None:
+    from iconolens.cli.detect import _dataset
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    dataset, where = _dataset(None, _publish(site, synthetic), None, None)
+    assert where.endswith("manifest.json")
+    assert [s.canvas.id for s in dataset.samples] == [f"{site.url}canvas/{n}" for n in (1, 2, 3)]
+    assert sum(len(s.boxes) for s in dataset.samples) == sum(len(s.boxes) for s in synthetic.samples)

@@ -20,11 +20,11 @@ detect_app = typer.Typer(
 )
 
 COCO_HELP = "COCO JSON collection (expert boxes, or the pseudo-ground-truth file `iconolens boxes` writes)."
-COLLECTION_HELP = "Collection folder or file in any format iconolens reads (VOC/People-Art tree, COCO, ...)."
+COLLECTION_HELP = "Collection folder, file or IIIF manifest URL in any format iconolens reads (VOC/People-Art tree, COCO, IIIF, ...)."
 RUN_HELP = "Run folder whose dataset.json holds the collection and its splits."
 
 
-def _dataset(coco: Optional[Path], collection: Optional[Path], run: Optional[Path], split: Optional[str]):
+def _dataset(coco: Optional[Path], collection: Optional[str], run: Optional[Path], split: Optional[str]):
     given = [x for x in (coco, collection, run) if x is not None]
     if len(given) != 1:
         raise BadInputError("give exactly one of --coco, --collection or --run")
@@ -71,7 +71,7 @@ def _detector(model: Optional[Path], mtcnn: bool, min_score: float, device: str 
 def train(
     out: Path = typer.Option(..., "--out", help="Folder to write the detector to (weights.pt + detector.json)."),
     coco: Optional[Path] = typer.Option(None, "--coco", help=COCO_HELP),
-    collection: Optional[Path] = typer.Option(None, "--collection", help=COLLECTION_HELP),
+    collection: Optional[str] = typer.Option(None, "--collection", help=COLLECTION_HELP),
     run: Optional[Path] = typer.Option(None, "--run", help=RUN_HELP),
     split: Optional[str] = typer.Option(None, "--split", help="Train only on this split (e.g. train); default all images."),
     boxes: Optional[Path] = typer.Option(
@@ -138,7 +138,7 @@ def evaluate(
     model: Optional[Path] = typer.Option(None, "--model", help="Detector folder written by `iconolens detect train`."),
     mtcnn: bool = typer.Option(False, "--mtcnn", help="Use the pretrained MTCNN face detector instead (class 'face')."),
     coco: Optional[Path] = typer.Option(None, "--coco", help=COCO_HELP),
-    collection: Optional[Path] = typer.Option(None, "--collection", help=COLLECTION_HELP),
+    collection: Optional[str] = typer.Option(None, "--collection", help=COLLECTION_HELP),
     run: Optional[Path] = typer.Option(None, "--run", help=RUN_HELP),
     split: Optional[str] = typer.Option(None, "--split", help="Evaluate only this split (e.g. val)."),
     out: Optional[Path] = typer.Option(None, "--out", help=(
