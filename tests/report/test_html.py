@@ -27,14 +27,21 @@ def test_report_links_every_figure_and_renders_tables(tmp_path: Path) -> None:
         assert (page.parent / source).resolve().is_file()
 
 
-def test_long_tables_are_cut_and_say_how_much_is_left(tmp_path: Path) -> None:
+def test_long_tables_are_linked_not_dumped(tmp_path: Path) -> None:
     run = tmp_path / "run"
     (run / "metrics").mkdir(parents=True)
     rows = "\n".join(f"c{i},{i}" for i in range(MAX_TABLE_ROWS + 7))
-    (run / "metrics" / "long.csv").write_text("class,value\n" + rows + "\n", encoding="utf-8")
-    text = write_run_report(run).read_text(encoding="utf-8")
-    assert text.count("<tr>") == MAX_TABLE_ROWS + 1
-    assert "7 more rows in long.csv" in text
+    (run / "metrics" / "long_table.csv").write_text("class,value\n" + rows + "\n", encoding="utf-8")
+    (run / "metrics" / "short.csv").write_text("class,value\nPeter,1\n", encoding="utf-8")
+    page = write_run_report(run)
+    text = page.read_text(encoding="utf-8")
+    assert text.count("<tr>") == 2  # the short table's header and row; nothing of the long one
+    assert f"{MAX_TABLE_ROWS + 7} rows: too many to read here" in text
+    assert "<h3>long table <small>" in text
+    links = re.findall(r'<a href="([^"]+\.csv)">', text)
+    assert sorted(Path(link).name for link in set(links)) == ["long_table.csv", "short.csv"]
+    for link in links:
+        assert (page.parent / link).resolve().is_file()
 
 
 def test_empty_run_gives_a_page_that_says_so(tmp_path: Path) -> None:

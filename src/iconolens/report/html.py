@@ -40,20 +40,29 @@ def _number(text: str) -> str:
 
 
 def csv_to_html(path: Path) -> str:
-    """An HTML table of a CSV file (first rows only for long files)."""
+    """An HTML table of a short CSV file; a long one is not dumped (see ``_table``)."""
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     if not rows:
         return "<p>(empty table)</p>"
     header, body = rows[0], rows[1:]
-    shown = body[:MAX_TABLE_ROWS]
     parts = ["<table><tr>", *(f"<th>{html.escape(h)}</th>" for h in header), "</tr>"]
-    for row in shown:
+    for row in body:
         parts.append("<tr>" + "".join(f"<td>{_number(cell)}</td>" for cell in row) + "</tr>")
     parts.append("</table>")
-    if len(body) > len(shown):
-        parts.append(f"<p>{len(body) - len(shown)} more rows in {html.escape(path.name)}</p>")
     return "".join(parts)
+
+
+def _table(path: Path, base: Path) -> str:
+    """A table's heading in words with a link to its CSV, and the table itself when it is short enough to read."""
+    rel = html.escape(os.path.relpath(path, base))
+    title = html.escape(path.stem.replace("_", " "))
+    with path.open(newline="", encoding="utf-8") as handle:
+        count = max(0, sum(1 for _ in csv.reader(handle)) - 1)
+    heading = f'<h3>{title} <small>(<a href="{rel}">{html.escape(path.name)}</a>)</small></h3>'
+    if count > MAX_TABLE_ROWS:
+        return f'{heading}<p>{count} rows: too many to read here; open <a href="{rel}">{html.escape(path.name)}</a>.</p>'
+    return heading + csv_to_html(path)
 
 
 def _figures(paths: list[Path], base: Path) -> str:
@@ -74,7 +83,7 @@ def _section(title: str, folder: Path, base: Path) -> str:
         return ""
     parts = [f"<h2>{html.escape(title)}</h2>"]
     for table in tables:
-        parts.append(f"<h3>{html.escape(os.path.relpath(table, base))}</h3>{csv_to_html(table)}")
+        parts.append(_table(table, base))
     if images:
         parts.append(_figures(images, base))
     return "\n".join(parts)
