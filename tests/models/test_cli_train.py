@@ -49,3 +49,20 @@ def test_an_unknown_mode_is_refused(run_cli, tiny_squares, tmp_path):
     save_dataset_json(tiny_squares, tmp_path / "dataset.json")
     code, _, err = run_cli("train", "--run", str(tmp_path), "--mode", "finetune")
     assert code == 2 and "--mode must be one of off-the-shelf, fine-tune, scratch" in err
+
+
+def test_training_on_a_named_device_resumes_on_another_and_an_unknown_one_is_refused(run_cli, tiny_squares, tmp_path):
+    save_dataset_json(tiny_squares, tmp_path / "dataset.json")
+    code, _, err = run_cli("train", "--run", str(tmp_path), "--device", "npu")
+    assert code == 2 and "unknown device 'npu'" in err and not (tmp_path / "model").exists()
+    common = ("train", "--run", str(tmp_path), "--backbone", "efficientnet_lite0", "--mode", "fine-tune",
+              "--image-size", "32", "--epochs", "1", "--threads", "1")
+    code, _, err = run_cli(*common, "--device", "cpu")
+    assert code == 0, err
+    state = (tmp_path / "model" / "training_state.pt").stat().st_mtime_ns
+    # The same training asked for on "auto" is the same training: it resumes (nothing left to do at 1 epoch).
+    code, out, err = run_cli(*common, "--device", "auto")
+    assert code == 0, err
+    assert (tmp_path / "model" / "training_state.pt").stat().st_mtime_ns == state
+    meta = json.loads((tmp_path / "model" / "meta.json").read_text())
+    assert meta["metrics"]["training"]["device"] == "auto"

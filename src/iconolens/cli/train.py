@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from iconolens.device import DEVICE_HELP
 from iconolens.errors import BadInputError
 
 console = Console(highlight=False, soft_wrap=True)
@@ -65,6 +66,7 @@ def train(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, batch order, dropout and augmentation."),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Train a classifier on the run's train split, early-stopped on val; writes RUN/model, metrics and figures."""
     import torch
@@ -82,7 +84,7 @@ def train(
         patience=patience, weights=None if weights is None else str(weights),
         init_from=None if init_from is None else str(init_from),
         balance=_choice(balance, ("none", "weights", "sampler"), "--balance"),  # type: ignore[arg-type]
-        augment_to=augment_to, frozen_fraction=frozen_fraction, seed=seed,
+        augment_to=augment_to, frozen_fraction=frozen_fraction, seed=seed, device=device,
     )
 
     def report_epoch(epoch: int, record: dict[str, float]) -> None:

@@ -29,15 +29,18 @@ def pooled_features(
     std: Sequence[float],
     batch_size: int = 32,
 ) -> torch.Tensor:
-    """(N, F) inputs of the model's final Linear layer (global-average-pooled features), eval mode."""
+    """(N, F) inputs of the model's final Linear layer (global-average-pooled features), eval mode, on the CPU
+    whatever device the model is on."""
     head = classifier_head(model)
     captured: list[torch.Tensor] = []
-    hook = head.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].detach()))
+    hook = head.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].detach().cpu()))
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
     was_training = model.training
     model.eval()
     try:
         for start in progress(range(0, int(images.shape[0]), batch_size), "extracting features"):
-            model(normalise(images[start : start + batch_size], mean, std))
+            model(normalise(images[start : start + batch_size], mean, std).to(device))
     finally:
         hook.remove()
         model.train(was_training)

@@ -93,7 +93,8 @@ def fit(
 ) -> FitResult:
     """Train ``model`` with early stopping on validation loss; resume from ``state_path`` when it matches.
 
-    ``prepare`` turns stored inputs (uint8 images or cached features) into the model's input.
+    ``prepare`` turns stored inputs (uint8 images or cached features) into the model's input, on the model's
+    device; targets follow the logits there, and validation logits come back to the CPU.
     ``frozen_modules`` stay in eval mode (their batch-norm statistics are ImageNet's, not re-estimated).
     """
     state = read_training_state(state_path, fingerprint)
@@ -126,7 +127,7 @@ def fit(
             if idx.numel() < 2 and n >= 2:
                 continue  # a batch of one breaks batch norm and carries little signal
             logits = model(prepare(train_inputs[idx]))
-            loss = train_loss(logits, train_targets[idx])
+            loss = train_loss(logits, train_targets[idx].to(logits.device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -172,7 +173,7 @@ def predict_logits(model: nn.Module, inputs: torch.Tensor, prepare: Batch, batch
     was_training = model.training
     model.eval()
     try:
-        chunks = [model(prepare(inputs[i : i + batch_size])) for i in range(0, int(inputs.shape[0]), batch_size)]
+        chunks = [model(prepare(inputs[i : i + batch_size])).cpu() for i in range(0, int(inputs.shape[0]), batch_size)]
     finally:
         model.train(was_training)
     if not chunks:

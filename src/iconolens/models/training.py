@@ -27,6 +27,7 @@ from torch import nn
 from iconolens.atomic import write_json_atomically
 from iconolens.data.images import DEFAULT_MAX_PIXELS
 from iconolens.data.records import Dataset, Problem
+from iconolens.device import resolve_device
 from iconolens.errors import BadAnnotationError, BadInputError
 from iconolens.models.augmentation import augment_to_minimum
 from iconolens.models.backbones import (
@@ -79,6 +80,7 @@ class TrainingConfig:
     update_batch_norm: bool = False
     seed: int = 0
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    device: str = "auto"  # where the network runs; not part of what a resumed run must match
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,8 @@ def _val_score(task: Task):
 
 def _fingerprint(config: TrainingConfig, stage: str, train: LabelledImages, val: LabelledImages, classes: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
-    digest.update(json.dumps([asdict(config), stage, classes], sort_keys=True, default=str).encode())
+    settings = {k: v for k, v in asdict(config).items() if k != "device"}
+    digest.update(json.dumps([settings, stage, classes], sort_keys=True, default=str).encode())
     digest.update("\n".join(train.sample_ids + ("|",) + val.sample_ids).encode())
     digest.update(train.targets.numpy().tobytes())
     digest.update(train.images[:, :, ::7, ::7].numpy().tobytes())
@@ -164,6 +167,7 @@ def train_classifier(
         raise BadInputError(f"{config.backbone} needs images of at least {spec.min_input_size} pixels, not {config.image_size}")
     if config.head != "softmax" and config.mode != "off-the-shelf":
         raise BadInputError(f"the {config.head} head exists only in off-the-shelf mode")
+    where = resolve_device(config.device)
     task = resolve_task(dataset, config.task)
     check_classes(dataset, task, source if source is not None else run.dataset_json)
     classes = tuple(dataset.classes)
@@ -180,14 +184,14 @@ def train_classifier(
     if config.augment_to > 0:
         train = augment_to_minimum(train, config.augment_to, config.seed)
 
-    model = _starting_model(config, len(classes))
+    model = _starting_model(config, len(classes)).to(where)
     meta = ModelMeta(classes, config.backbone, config.image_size, spec.mean, spec.std, task, config.mode)
     train_loss, val_loss, sample_weights = _losses(task, train, config.balance)
     settings = FitSettings(config.epochs, config.batch_size, config.patience, config.seed)
     state_path = run.model_dir / TRAINING_STATE
 
     def pixels(batch: torch.Tensor) -> torch.Tensor:
-        return normalise(batch, spec.mean, spec.std)
+        return normalise(batch, spec.mean, spec.std).to(where)
 
     best_epoch = 0
     history: list[dict[str, float]] = []
@@ -249,7 +253,7 @@ def train_classifier(
         optimizer = torch.optim.SGD(trainable, lr=config.learning_rate, momentum=0.9, nesterov=True)
         result = fit(
             model, train.images, train.targets, val.images, val.targets,
-            prepare=pixels, train_loss=train_loss, val_loss=val_loss, optimizer=optimizer,
+            prepare=pixels, train_loss=train_loss.to(where), val_loss=val_loss, optimizer=optimizer,
             settings=settings, state_path=state_path,
             fingerprint=_fingerprint(config, "network", train, val, classes),
             val_score=_val_score(task), sample_weights=sample_weights, frozen_modules=eval_modules,
