@@ -355,6 +355,7 @@ def test_command_writes_tables_curves_and_the_flag(run: Path, run_cli):
     (["--methods", "gradcam,lime"], "unknown saliency method 'lime'"),
     (["--split", "test"], "no image of the dataset is in split 'test'"),
     ([], "checkpoint folder does not exist"),
+    (["--device", "npu"], "unknown device 'npu'"),
 ])
 def test_command_bad_input_is_one_sentence(run: Path, run_cli, args, problem):
     if problem.startswith("checkpoint"):

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from iconolens.data.records import Dataset
+from iconolens.device import DEVICE_HELP
 from iconolens.errors import BadInputError
 from iconolens.run import RunDirectory
 
@@ -89,10 +90,15 @@ def evaluate_command(
         "Measure maps on a grid of at most this many pixels on the image's longer side, boxes scaled alike "
         "(the metrics are area ratios, so only rounding changes); 0 measures on the full image."
     )),
+    device: str = typer.Option("auto", "--device", help="Where the model runs for --faithfulness-images: " + DEVICE_HELP),
 ) -> None:
     """Measure saliency maps against expert boxes over thresholds 0.00..1.00: component IoU, global IoU,
     box coverage, irrelevant attention. Writes RUN/metrics/ (JSON, CSV) and RUN/report/ (curves)."""
     from iconolens.atomic import write_json_atomically
+    from iconolens.device import resolve_device
+
+    if faithfulness_images:
+        resolve_device(device)  # a device that cannot be used is said before the measuring starts
     from iconolens.evaluate.localisation import evaluate_localisation
     from iconolens.report.figures import localisation_curves_figures
     from iconolens.report.tables import write_csv
@@ -140,18 +146,20 @@ def evaluate_command(
         stdout.print(f"no map could be measured: no image has {level.value} boxes of a class the maps know")
     stdout.print(f"wrote {json_path}, {csv_path}, {summary_path} and {len(figures)} curves in {rundir.report_dir}")
     if faithfulness_images:
-        _faithfulness(rundir, dataset, stores, faithfulness_images, steps, split)
+        _faithfulness(rundir, dataset, stores, faithfulness_images, steps, split, device)
 
 
 def _faithfulness(rundir: RunDirectory, dataset: Dataset, stores: dict[str, Any], n_images: int, steps: int,
-                  split: str | None) -> None:
+                  split: str | None, device: str) -> None:
     from iconolens.atomic import write_json_atomically
     from iconolens.evaluate.declarations import FAITHFULNESS_METRICS
+    from iconolens.device import resolve_device
     from iconolens.evaluate.faithfulness import stored_map_faithfulness
     from iconolens.models.checkpoint import load_checkpoint
     from iconolens.report.tables import markdown_table, write_csv
 
     model, meta = load_checkpoint(rundir.model_dir)
+    model = model.to(resolve_device(device))
     chosen = [s for s in dataset.samples if s.labels and any(st.has(s.id) for st in stores.values())][:n_images]
     if not chosen:
         raise BadInputError("no labelled image has stored maps, so faithfulness cannot be measured", rundir.root)

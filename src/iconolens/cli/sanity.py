@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from iconolens.device import DEVICE_HELP
 from iconolens.errors import BadInputError
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -34,6 +35,7 @@ def sanity_command(
         help="Also randomise each stage alone, every other weight kept (one more model per stage).",
     ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per forward pass."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     target_layer: Optional[str] = typer.Option(
         None, "--target-layer", help="Module whose output holds the feature maps; found automatically if omitted."
     ),
@@ -49,7 +51,7 @@ def sanity_command(
     if not names:
         raise BadInputError("--methods is empty; give saliency methods such as gradcam,vbp")
     settings = SanitySettings(images=images, split=split, seed=seed, image_size=image_size, independent=independent,
-                              batch_size=batch_size, target_layer=target_layer)
+                              batch_size=batch_size, target_layer=target_layer, device=device)
     outcome = sanity_run(run, names, settings)
     result = outcome.result
 

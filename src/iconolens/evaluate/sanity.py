@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from iconolens.data.images import DEFAULT_MAX_PIXELS
+from iconolens.device import resolve_device
 from iconolens.errors import BadInputError, IconolensError
 from iconolens.evaluate import similarity
 from iconolens.evaluate.declarations import RANDOMISATION_MEASURES
@@ -359,6 +360,7 @@ class SanitySettings:
     target_layer: str | None = None
     flag_threshold: float = FLAG_THRESHOLD
     max_pixels: int = DEFAULT_MAX_PIXELS
+    device: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -448,10 +450,12 @@ def sanity_run(
     if isinstance(s.images, bool) or not isinstance(s.images, int) or s.images < 1:
         raise BadInputError(f"the number of images must be at least 1; got {s.images!r}")
     _methods(methods)  # unknown names are reported before anything is loaded
+    device = resolve_device(s.device)
     if not run.dataset_json.is_file():
         raise BadInputError("no dataset.json in the run folder (create it with `iconolens data split`)", run.root)
     dataset = load_dataset_json(run.dataset_json)
     model, meta = load_checkpoint(run.model_dir)
+    model = model.to(device)
     if s.image_size is not None:
         smallest = max(16, backbone_spec(meta.backbone).min_input_size)
         if s.image_size < smallest:
