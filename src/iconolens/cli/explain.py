@@ -18,6 +18,7 @@ console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DEFAULT_METHODS = "cam,gradcam,gradcampp,smoothgradcampp"
+ENGINES = ("inprocess", "ray")
 
 
 def _split_list(text: str | None) -> list[str]:
@@ -100,6 +101,13 @@ def explain(
         help="Processes decoding and resizing images while the network runs (0: decode in this process).",
     ),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    engine: str = typer.Option(
+        "inprocess", "--engine",
+        help="inprocess (this process) or ray (Ray actors, one per CPU; pip install 'iconolens[ray]').",
+    ),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="Ray engine: an existing cluster (e.g. ray://host:10001); default: a local Ray."
+    ),
 ) -> None:
     """Compute raw saliency maps for every image of the run and store them under RUN/maps/<method>/.
 
@@ -109,13 +117,22 @@ def explain(
     from iconolens.explain.collection import ExplainSettings, explain_run
     from iconolens.run import RunDirectory
 
+    if engine not in ENGINES:
+        raise BadInputError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
+    if address is not None and engine != "ray":
+        raise BadInputError("--address is for the ray engine; add --engine ray")
     chosen_methods = _parse_methods(methods)
     directory = RunDirectory(run)
     chosen = _split_list(classes) or None
     settings = ExplainSettings(n=n, sigma=sigma, seed=seed, masks=masks, grid=grid, p=p, batch_size=batch_size,
                                target_layer=target_layer, image_size=image_size, max_pixels=max_pixels,
                                workers=workers, device=device)
-    outcome = explain_run(directory, chosen_methods, chosen, split, settings)
+    if engine == "ray":
+        from iconolens.explain.ray_engine import explain_run_on_ray
+
+        outcome = explain_run_on_ray(directory, chosen_methods, chosen, split, settings, address=address)
+    else:
+        outcome = explain_run(directory, chosen_methods, chosen, split, settings)
     for method in chosen_methods:
         console.print(
             f"{method}: {outcome.written[method]} images written, {outcome.done_before[method]} already done "

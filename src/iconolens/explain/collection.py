@@ -16,15 +16,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
-
 
 from iconolens.atomic import write_json_atomically
 from iconolens.data.images import DEFAULT_MAX_PIXELS
 from iconolens.data.stream import decoded_batches
 from iconolens.device import resolve_device
 from iconolens.errors import BadInputError
-from iconolens.explain.engine import CLASS_AGNOSTIC, check_parameters, explain_many, resolve_classes
+from iconolens.explain.engine import (
+    CLASS_AGNOSTIC,
+    check_parameters,
+    explain_many,
+    resolve_classes,
+)
 from iconolens.explain.layers import resolve_target_layer
 from iconolens.explain.store import MapStore
 from iconolens.models.backbones import backbone_spec
@@ -79,22 +84,41 @@ def method_parameters(method: str, target_layer: str, settings: ExplainSettings,
     return params
 
 
-def explain_run(
+@dataclass
+class PreparedRun:
+    """Everything both engines need before the first batch: the model, what to explain, and what is left."""
+
+    model: Any
+    meta: Any
+    chosen: list[str]
+    indices: list[int]
+    activation: str
+    target: str
+    samples: list[Any]
+    stores: dict[str, MapStore]
+    pending: list[Any]
+    done_before: dict[str, int]
+
+
+def load_explained_model(model_dir: Path, image_size: int | None) -> tuple[Any, Any]:
+    """The checkpoint's model and meta, the meta's input size replaced by ``image_size`` if given."""
+    model, meta = load_checkpoint(model_dir)
+    if image_size is not None:
+        meta = replace(meta, input_size=image_size)
+    return model, meta
+
+
+def prepare_explain(
     run: RunDirectory,
     methods: Sequence[str],
-    classes: Sequence[str] | None = None,
-    split: str | None = None,
-    settings: ExplainSettings = ExplainSettings(),
-) -> ExplainOutcome:
-    """Compute and store the maps of ``methods`` for every image of the run (or of one ``split``).
-
-    ``classes``: names to explain (default every class of the run's model). Raw maps go to
-    ``RUN/maps/<method>/``; the class probabilities of every image are stored beside them.
-    """
+    classes: Sequence[str] | None,
+    split: str | None,
+    settings: ExplainSettings,
+) -> PreparedRun:
+    """Check the options, load the model, initialise one store per method and list the images still to do."""
     from iconolens.data.dataset_json import load_dataset_json
 
     s = settings
-    device = resolve_device(s.device)
     for method in methods:
         check_parameters(method, s.n, s.sigma, s.masks, s.grid, s.p, "softmax")
     if not run.dataset_json.is_file():
@@ -110,9 +134,7 @@ def explain_run(
                 f"a {backbone} classifier takes images of exactly {fixed} pixels only, so it cannot be "
                 f"explained at {s.image_size}; use its own input size"
             )
-    model, meta = load_checkpoint(run.model_dir)
-    if s.image_size is not None:
-        meta = replace(meta, input_size=s.image_size)
+    model, meta = load_explained_model(run.model_dir, s.image_size)
     class_names = list(meta.classes)
     chosen = list(classes) if classes else class_names
     indices = [int(i) for i in resolve_classes(chosen, len(class_names), class_names)]
@@ -129,34 +151,81 @@ def explain_run(
         store.initialise(chosen, method, method_parameters(method, target, s, meta.input_size))
     pending = [x for x in samples if any(not store.has(x.id) for store in stores.values())]
     done_before = {m: sum(store.has(x.id) for x in samples) for m, store in stores.items()}
+    return PreparedRun(model, meta, chosen, indices, activation, target, samples, stores, pending, done_before)
+
+
+def explain_batch(
+    model: Any,
+    meta: Any,
+    images: Any,
+    loaded: Sequence[Any],
+    stores: dict[str, MapStore],
+    indices: Sequence[int],
+    target: str,
+    activation: str,
+    settings: ExplainSettings,
+    device: Any,
+) -> dict[str, int]:
+    """Explain one decoded batch (uint8 ``images`` of the ``loaded`` samples) and write what each store lacks.
+
+    Shared by both engines so that equal batches give byte-identical maps. Returns the images written per method.
+    """
+    s = settings
+    written = dict.fromkeys(stores, 0)
+    tensors = normalise(images, meta.mean, meta.std).to(device)
+    # Methods missing the same images are computed together, sharing forward passes.
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for method, store in stores.items():
+        wanted = tuple(i for i, x in enumerate(loaded) if not store.has(x.id))
+        if wanted:
+            groups.setdefault(wanted, []).append(method)
+    for wanted, group in groups.items():
+        subset = tensors[list(wanted)]
+        results = explain_many(
+            model, subset, group, list(indices), target_layer=target, activation=activation,
+            n=s.n, sigma=s.sigma, seed=s.seed, n_masks=s.masks, grid=s.grid, p=s.p,
+        )
+        for method, result in results.items():
+            for row, i in enumerate(wanted):
+                stores[method].write(
+                    loaded[i].id, result.raw[row].float().cpu().numpy(), result.scores[row].cpu().numpy()
+                )
+                written[method] += 1
+    return written
+
+
+def explain_run(
+    run: RunDirectory,
+    methods: Sequence[str],
+    classes: Sequence[str] | None = None,
+    split: str | None = None,
+    settings: ExplainSettings = ExplainSettings(),
+) -> ExplainOutcome:
+    """Compute and store the maps of ``methods`` for every image of the run (or of one ``split``).
+
+    ``classes``: names to explain (default every class of the run's model). Raw maps go to
+    ``RUN/maps/<method>/``; the class probabilities of every image are stored beside them.
+    """
+    s = settings
+    device = resolve_device(s.device)
+    prepared = prepare_explain(run, methods, classes, split, s)
     written = dict.fromkeys(methods, 0)
     problems: list[dict[str, str]] = []
 
-    model = model.to(device)
-    total = -(-len(pending) // s.batch_size)
-    stream = decoded_batches(pending, meta.input_size, s.batch_size, workers=s.workers, max_pixels=s.max_pixels)
+    model = prepared.model.to(device)
+    meta = prepared.meta
+    total = -(-len(prepared.pending) // s.batch_size)
+    stream = decoded_batches(
+        prepared.pending, meta.input_size, s.batch_size, workers=s.workers, max_pixels=s.max_pixels
+    )
     for batch in progress(stream, "explaining", total=total):
         problems.extend(batch.problems)
-        loaded = batch.samples
-        tensors = normalise(batch.images, meta.mean, meta.std).to(device)
-        # Methods missing the same images are computed together, sharing forward passes.
-        groups: dict[tuple[int, ...], list[str]] = {}
-        for method, store in stores.items():
-            wanted = tuple(i for i, x in enumerate(loaded) if not store.has(x.id))
-            if wanted:
-                groups.setdefault(wanted, []).append(method)
-        for wanted, group in groups.items():
-            images = tensors[list(wanted)]
-            results = explain_many(
-                model, images, group, indices, target_layer=target, activation=activation,
-                n=s.n, sigma=s.sigma, seed=s.seed, n_masks=s.masks, grid=s.grid, p=s.p,
-            )
-            for method, result in results.items():
-                for row, i in enumerate(wanted):
-                    stores[method].write(
-                        loaded[i].id, result.raw[row].float().cpu().numpy(), result.scores[row].cpu().numpy()
-                    )
-                    written[method] += 1
+        counts = explain_batch(
+            model, meta, batch.images, batch.samples, prepared.stores, prepared.indices, prepared.target,
+            prepared.activation, s, device,
+        )
+        for method, count in counts.items():
+            written[method] += count
     if problems:
         write_json_atomically(run.maps_root / "problems.json", problems)
-    return ExplainOutcome(written, done_before, problems)
+    return ExplainOutcome(written, prepared.done_before, problems)

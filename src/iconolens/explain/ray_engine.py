@@ -1,0 +1,141 @@
+"""``explain_run_on_ray``: the explain stage spread over Ray actors, same maps as :func:`explain_run`.
+
+The driver prepares the run exactly as the in-process engine does (same checks, same stores, same pending
+images) and cuts the pending images into the same batches of ``settings.batch_size`` in the same order, so
+every image is explained in the same batch composition and its maps are byte-identical. Each batch goes to an
+actor that holds the model (loaded once per actor from the run's checkpoint), decodes the images, explains them
+with the shared :func:`explain_batch` and writes the stores itself with the same atomic ``MapStore.write``: the
+workers must see the run directory (a local Ray, or a cluster on a shared file system).
+
+Failures: actors restart and their calls are retried (``max_restarts=-1, max_task_retries=-1``); a retried
+batch skips the images its stores already hold, so nothing is written twice and files are always whole. If the
+driver dies, a new call resumes from the stores like the in-process engine. Plain actors are used, not Ray
+Data: batches are few and heavy, and the stores are the only output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from iconolens.atomic import write_json_atomically
+from iconolens.errors import BadInputError
+from iconolens.explain.collection import (
+    ExplainOutcome,
+    ExplainSettings,
+    explain_batch,
+    load_explained_model,
+    prepare_explain,
+)
+from iconolens.explain.store import MapStore
+from iconolens.run import RunDirectory
+
+
+def import_ray() -> Any:
+    """Ray, or one sentence saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise BadInputError("the ray engine needs Ray: pip install 'iconolens[ray]'") from None
+    return ray
+
+
+class ExplainActor:
+    """Holds the run's model and explains whole batches, writing the maps into the run's stores."""
+
+    def __init__(
+        self,
+        model_dir: str,
+        store_dirs: dict[str, str],
+        indices: Sequence[int],
+        target: str,
+        activation: str,
+        settings: ExplainSettings,
+    ) -> None:
+        from iconolens.device import resolve_device
+
+        self.device = resolve_device(settings.device)
+        model, self.meta = load_explained_model(Path(model_dir), settings.image_size)
+        self.model = model.to(self.device)
+        self.stores = {m: MapStore(d) for m, d in store_dirs.items()}
+        self.indices, self.target, self.activation, self.settings = list(indices), target, activation, settings
+
+    def explain(self, batch: list[Any]) -> tuple[dict[str, int], list[dict[str, str]]]:
+        """Explain one batch of samples; returns the images written per method and the unreadable ones."""
+        from iconolens.data.stream import decoded_batches
+
+        written = dict.fromkeys(self.stores, 0)
+        # A retried batch (after a crash) leaves out what is already written everywhere.
+        todo = [x for x in batch if any(not store.has(x.id) for store in self.stores.values())]
+        if not todo:
+            return written, []
+        decoded = next(iter(decoded_batches(
+            todo, self.meta.input_size, len(todo), workers=0, max_pixels=self.settings.max_pixels
+        )))
+        if decoded.samples:
+            written = explain_batch(
+                self.model, self.meta, decoded.images, decoded.samples, self.stores, self.indices, self.target,
+                self.activation, self.settings, self.device,
+            )
+        return written, decoded.problems
+
+
+def explain_run_on_ray(
+    run: RunDirectory,
+    methods: Sequence[str],
+    classes: Sequence[str] | None = None,
+    split: str | None = None,
+    settings: ExplainSettings = ExplainSettings(),
+    address: str | None = None,
+    workers: int | None = None,
+) -> ExplainOutcome:
+    """Like :func:`explain_run`, on Ray: one actor per CPU (or ``workers`` actors), each with its own model.
+
+    ``address``: an existing Ray cluster (e.g. ``ray://host:10001``); without it an already initialised Ray is
+    used, or a local one with ``workers or 2`` CPUs is started and shut down by this call.
+    """
+    ray = import_ray()
+    s = settings
+    prepared = prepare_explain(run, methods, classes, split, s)
+    del prepared.model  # the actors load their own copy
+    pending = prepared.pending
+    batches = [pending[i:i + s.batch_size] for i in range(0, len(pending), s.batch_size)]
+    problems: list[dict[str, str]] = []
+
+    started = False
+    if not ray.is_initialized():
+        if address is not None:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers or 2, include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        if batches:
+            count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+            count = min(count, len(batches))
+            remote = ray.remote(ExplainActor).options(num_cpus=1, max_restarts=-1, max_task_retries=-1)
+            store_dirs = {m: str(store.directory) for m, store in prepared.stores.items()}
+            actors = [
+                remote.remote(str(run.model_dir), store_dirs, prepared.indices, prepared.target,
+                              prepared.activation, s)
+                for _ in range(count)
+            ]
+            pool = ray.util.ActorPool(actors)
+            outcomes = list(pool.map(lambda actor, batch: actor.explain.remote(batch), batches))
+            for _, batch_problems in outcomes:
+                problems.extend(batch_problems)
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
+    finally:
+        if started:
+            ray.shutdown()
+
+    # Counted from the stores, not from the actors' replies: a batch cut short by a crash wrote files too.
+    written = {
+        m: sum(store.has(x.id) for x in prepared.samples) - prepared.done_before[m]
+        for m, store in prepared.stores.items()
+    }
+    if problems:
+        write_json_atomically(run.maps_root / "problems.json", problems)
+    return ExplainOutcome(written, prepared.done_before, problems)
