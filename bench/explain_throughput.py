@@ -7,7 +7,7 @@ in one process:
 - (a) the network alone: one forward pass per batch of pre-decoded, pre-resized tensors;
 - (b) decoding alone: ``load_image`` and the resize to 224 px of every image, in this process;
 - end to end: ``explain_run`` with CAM, Grad-CAM and Grad-CAM++ (sharing one forward pass), for each
-  ``--workers`` value, from an empty map store each time;
+  ``--workers`` value, from an empty map store each time, and with ``--ray N`` the Ray engine with N actors;
 - memory: resident set size after ``--memory-images`` / 10 and after ``--memory-images`` images explained
   (the second call resumes the first), with CAM.
 
@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/explain-throughput"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reference-src", help="another checkout whose explain_run to time on the same run")
+    parser.add_argument("--ray", type=int, default=0, help="also time the Ray engine with this many actors")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     shutil.rmtree(args.work, ignore_errors=True)
@@ -119,6 +120,14 @@ def main() -> None:
         start = time.perf_counter()
         explain_run(run, METHODS, settings=ExplainSettings(batch_size=args.batch_size, workers=workers, device="cpu"))
         rows.append((f"explain_run cam+gradcam+gradcampp, workers={workers}", time.perf_counter() - start))
+    if args.ray:
+        from iconolens.explain.ray_engine import explain_run_on_ray
+
+        shutil.rmtree(run.maps_root, ignore_errors=True)
+        start = time.perf_counter()
+        explain_run_on_ray(run, METHODS, settings=ExplainSettings(batch_size=args.batch_size, device="cpu"),
+                           workers=args.ray)
+        rows.append((f"explain_run_on_ray, {args.ray} actors (Ray start included)", time.perf_counter() - start))
     if args.reference_src:
         shutil.rmtree(run.maps_root, ignore_errors=True)
         rows.append((f"the same with the code in {args.reference_src}", reference_seconds(args.reference_src, run)))
