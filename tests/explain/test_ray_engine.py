@@ -166,7 +166,7 @@ def test_a_killed_driver_leaves_whole_files_and_the_rerun_completes(tmp_path, sa
     os.killpg(process.pid, signal.SIGKILL)  # the driver and the Ray it started, with no chance to clean up
     process.wait()
     done = len(list(store.directory.glob("*.npz")))
-    assert 1 <= done
+    assert done > 0, "the driver was killed before it wrote a map"
     outcome = explain_run_on_ray(run, methods, settings=ExplainSettings(batch_size=1, workers=0))
     assert outcome.done_before["gradcam"] + outcome.written["gradcam"] == IMAGES
     assert outcome.done_before["gradcam"] >= done

@@ -35,17 +35,22 @@ def read_json_file(path: Path, what: str) -> Any:
     """Parse a JSON file, turning a missing file or a syntax error into one sentence."""
     if not path.is_file():
         raise BadInputError(f"{what} does not exist", path)
+    return parse_json_bytes(path.read_bytes(), what, path)
+
+
+def parse_json_bytes(raw: bytes, what: str, where: str | Path) -> Any:
+    """The JSON document in ``raw`` (a file's or a download's bytes), or one sentence naming ``where``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise BadAnnotationError(f"{what} is not UTF-8 text", path) from None
+        raise BadAnnotationError(f"{what} is not UTF-8 text", where) from None
     if not text.strip():
-        raise BadAnnotationError(f"{what} is empty", path)
+        raise BadAnnotationError(f"{what} is empty", where)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadAnnotationError(
-            f"malformed JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})", path
+            f"malformed JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}): this {what} is not JSON", where
         ) from None
 
 

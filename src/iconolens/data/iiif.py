@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from iconolens.data.boxes import checked_boxes
-from iconolens.data.coco import read_json_file
+from iconolens.data.coco import parse_json_bytes, read_json_file
 from iconolens.data.csv_labels import LABEL_SEPARATOR, labels_by_key
 from iconolens.data.downloads import Downloader, DownloadError, DownloadSettings, default_cache_dir, is_url
 from iconolens.data.headers import read_headers
@@ -350,19 +350,7 @@ class _Draft:
 def _load_document(source: str, downloader: Downloader, what: str) -> Any:
     if not is_url(source):
         return read_json_file(Path(source), what)
-    raw = downloader.read(source)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise BadAnnotationError(f"{what} is not UTF-8 text", source) from None
-    if not text.strip():
-        raise BadAnnotationError(f"{what} is empty", source)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadAnnotationError(
-            f"{what} is not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", source
-        ) from None
+    return parse_json_bytes(downloader.read(source), what, source)
 
 
 def _version_and_kind(document: Any, where: str) -> tuple[int, str]:
