@@ -140,6 +140,30 @@ def test_failed_split_keeps_the_previous_dataset(folder_collection: Path, tmp_pa
     assert (run / "dataset.json").read_bytes() == before
 
 
+def test_split_of_one_class_says_a_classifier_needs_two(tmp_path: Path, solid_image, capsys, monkeypatch) -> None:
+    for i in range(4):
+        solid_image(tmp_path / "collection" / "Peter" / f"{i}.png", 8 + i, 6)
+    code, err = _main(capsys, monkeypatch, "data", "split", str(tmp_path / "collection"), "--out", str(tmp_path / "r"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"{tmp_path / 'collection'}: every image is of the one class 'Peter'" in err
+    assert "a classifier needs at least two classes" in err and "frequent enough" not in err
+    assert "for a presence task (Peter or not), images without Peter as negatives with no label" in err
+    assert not (tmp_path / "r" / "dataset.json").exists()
+
+
+def test_split_of_one_class_with_too_few_positives_says_it_is_too_rare(
+    tmp_path: Path, solid_image, capsys, monkeypatch
+) -> None:
+    # A presence task (one class and negatives) can be classified; here the one positive cannot be in every split.
+    rows = ["path,labels", "p0.png,person"] + [f"n{i}.png," for i in range(5)]
+    for name in ("p0.png", *(f"n{i}.png" for i in range(5))):
+        solid_image(tmp_path / name, 8, 6)
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    code, err = _main(capsys, monkeypatch, "data", "split", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "r"))
+    assert code == 2 and "no class is frequent enough to appear in every split" in err
+    assert "two classes" not in err
+
+
 def test_filter_attributes_refuses_to_overwrite_a_collection(folder_collection: Path, capsys, monkeypatch) -> None:
     code, err = _main(capsys, monkeypatch, "data", "filter-attributes", str(folder_collection))
     assert code == 2 and "give --out" in err

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from iconolens.data.records import Box, Dataset, Sample
-from iconolens.data.splits import split_counts, split_dataset, stratified_split
+from iconolens.data.splits import nothing_left_error, split_counts, split_dataset, stratified_split
 from iconolens.errors import BadInputError
 
 SPLITS = ("train", "val", "test")
@@ -116,3 +116,24 @@ def test_unlabelled_images_are_spread_by_the_overall_fractions() -> None:
 def test_bad_fractions_are_refused(fractions: tuple[float, ...]) -> None:
     with pytest.raises(BadInputError):
         split_dataset(_single_label({"A": 10}), seed=0, fractions=fractions)
+
+
+def test_nothing_left_of_one_class_without_negatives_says_it_cannot_be_classified() -> None:
+    for multi_label in (False, True):
+        dataset = Dataset(samples=tuple(_sample(i, ("Peter",)) for i in range(4)), classes=("Peter",),
+                          multi_label=multi_label)
+        message = str(nothing_left_error(dataset, "/collection"))
+        assert message.startswith("/collection: every image is of the one class 'Peter'")
+        assert "a classifier needs at least two classes" in message and "negatives with no label" in message
+        assert "frequent enough" not in message and "\n" not in message
+
+
+def test_nothing_left_of_rare_classes_says_they_are_too_rare() -> None:
+    with_negatives = Dataset(samples=(_sample(0, ("person",)), _sample(1, ()), _sample(2, ())),
+                             classes=("person",), multi_label=True)
+    two_classes = _single_label({"Peter": 2, "Paul": 1})
+    for dataset in (with_negatives, two_classes):
+        outcome = stratified_split(dataset, seed=0)
+        assert not outcome.dataset.classes
+        message = str(nothing_left_error(dataset, "/collection"))
+        assert message == "/collection: no class is frequent enough to appear in every split; nothing usable remains"

@@ -391,3 +391,34 @@ def test_frozen_mobilenet_features_beat_chance_widely(tmp_path: Path) -> None:
     print(f"frozen MobileNetV2: top-1 hit {top_hit:.3f} (chance {chance:.3f}), mean ROC AUC {mean_auc:.3f}")
     assert top_hit >= chance + 0.3
     assert mean_auc >= 0.75
+
+
+# --- figures per image ---------------------------------------------------------------------------
+
+
+def test_one_figure_per_image_gives_a_single_label_collection(tmp_path: Path) -> None:
+    path = write_synthetic_collection(tmp_path / "one", 12, seed=3, image_size=128, max_figures=1)
+    coco = json.loads(path.read_text())
+    assert coco["multi_label"] is False
+    assert all(len(image["labels"]) == 1 for image in coco["images"])
+    # One figure box per image, of the image's saint.
+    figure_ids = {c["id"]: c["name"] for c in coco["categories"] if c["name"] in SAINTS}
+    per_image = {}
+    for a in coco["annotations"]:
+        if a["category_id"] in figure_ids:
+            per_image.setdefault(a["image_id"], []).append(figure_ids[a["category_id"]])
+    assert {i["id"]: i["labels"] for i in coco["images"]} == per_image
+
+
+def test_the_default_of_three_figures_leaves_every_existing_collection_unchanged() -> None:
+    for index in range(6):
+        assert plan_scene(5, index, 160) == plan_scene(5, index, 160, max_figures=3)
+    counts = {len(plan_scene(5, i, 160).figures) for i in range(40)}
+    assert counts == {1, 2, 3}
+
+
+@pytest.mark.parametrize("max_figures", [0, 4])
+def test_figures_per_image_outside_one_to_three_is_refused(tmp_path: Path, max_figures: int) -> None:
+    with pytest.raises(BadInputError, match="figures per image"):
+        write_synthetic_collection(tmp_path / "out", 2, seed=0, max_figures=max_figures)
+    assert not (tmp_path / "out").exists()

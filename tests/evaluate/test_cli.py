@@ -153,6 +153,50 @@ def test_bad_input_is_one_sentence(run_cli, run, tmp_path, args, fragment):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("command, option", [("boxes", "--method"), ("evaluate", "--methods")])
+def test_missing_maps_name_the_explain_command_that_makes_them(run_cli, run, command, option):
+    code, _, err = run_cli(command, "--run", str(run.root), option, "cam")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"no maps of method 'cam'; run `iconolens explain --run {run.root} --methods cam` first" in err
+    code, _, err = run_cli(command, "--run", str(run.root), option, "cams")  # not a method explain knows
+    assert code == 2 and "no maps of method 'cams'; the run has maps of good, off" in err and "explain" not in err
+
+
+@pytest.mark.parametrize("level, fragment", [
+    ("figure", "the figure boxes of the images with maps are of dog, and the maps are of person only"),
+    ("attribute", "none of the 3 images with maps has attribute boxes; they have figure boxes, so try --level figure"),
+])
+def test_evaluate_with_nothing_to_measure_fails_and_writes_nothing(run_cli, run, level, fragment):
+    from dataclasses import replace
+
+    from iconolens.data.dataset_json import load_dataset_json
+
+    assert run_cli("evaluate", "--run", str(run.root))[0] == 0
+    written = {path: path.read_bytes() for folder in (run.metrics_dir, run.report_dir) for path in folder.iterdir()}
+    if level == "figure":  # the boxes are now of a class the maps do not know
+        dataset = load_dataset_json(run.dataset_json)
+        samples = tuple(replace(s, labels=("dog",), boxes=tuple(replace(b, label="dog") for b in s.boxes))
+                        for s in dataset.samples)
+        save_dataset_json(replace(dataset, samples=samples, classes=("dog",)), run.dataset_json)
+    code, out, err = run_cli("evaluate", "--run", str(run.root), "--level", level)
+    assert code == 2
+    assert err.strip() == f"error: {run.dataset_json}: no map could be measured: {fragment}"
+    assert out == ""
+    after = {path: path.read_bytes() for folder in (run.metrics_dir, run.report_dir) for path in folder.iterdir()}
+    assert after == written  # no new file, and the earlier results are kept as they were
+
+
+def test_evaluate_table_rows_stay_whole_in_a_log(run_cli, run, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # as when started from an 80-column terminal with output to a file
+    code, out, err = run_cli("evaluate", "--run", str(run.root))
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    assert len(rows) == 2 and all(len(row) > 80 for row in rows)
+    for method, row in zip(("good", "off"), rows):
+        cells = [cell.strip() for cell in row.strip("│").split("│")]
+        assert cells[0] == method and cells[-1] == "3" and all(" @ " in cell for cell in cells[1:-1])
+
+
 def test_damaged_files_are_named_and_earlier_results_kept(run_cli, run):
     code, _, _ = run_cli("evaluate", "--run", str(run.root))
     assert code == 0
@@ -190,7 +234,9 @@ def test_evaluate_with_faithfulness_uses_the_runs_model(run_cli, run):
 
 def test_faithfulness_without_a_model_is_one_sentence(run_cli, run):
     code, _, err = run_cli("evaluate", "--run", str(run.root), "--faithfulness-images", "1")
-    assert code == 2 and "checkpoint" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"the run has no trained model yet; make one with `iconolens train --run {run.root}`" in err
+    assert not run.metrics_dir.exists()  # said before anything is measured or written
 
 
 def test_boxes_help_states_the_instance_defaults_of_the_library(run_cli, monkeypatch):

@@ -15,7 +15,9 @@ from iconolens.evaluate.localisation import (
     evaluate_localisation,
     localisation_curves,
     normalised_maps,
+    require_measured,
 )
+from iconolens.errors import BadInputError
 from iconolens.explain.store import MapStore
 
 POSITIVE = THRESHOLDS > 0
@@ -248,3 +250,35 @@ def test_smaller_measuring_grid_gives_the_same_answer_on_aligned_boxes(tmp_path)
     for metric in ("component_iou", "global_iou", "box_coverage", "irrelevant_attention"):
         np.testing.assert_allclose(half.curves["cam"][ALL_CLASSES][metric], full.curves["cam"][ALL_CLASSES][metric],
                                    atol=1e-9, err_msg=metric)
+
+
+@pytest.mark.parametrize("boxes, level, stored, fragment", [
+    ([Box(0, 0, 10, 10, "dog")], "figure", True,
+     "the figure boxes of the images with maps are of dog, and the maps are of Peter, Paul only"),
+    ([Box(0, 0, 10, 10, "Peter")], "attribute", True,
+     "none of the 2 images with maps has attribute boxes; they have figure boxes, so try --level figure"),
+    ([], "figure", True, "none of the 2 images with maps has figure boxes"),
+    ([Box(0, 0, 10, 10, "Peter")], "figure", False, "none of the 2 images has stored maps of cam"),
+    ([Box(3, 3, 3, 9, "Peter")], "figure", True, "the figure boxes of Peter on the images with maps have no area on the measuring grid"),
+])
+def test_a_report_without_one_measured_map_is_refused_saying_why(tmp_path, boxes, level, stored, fragment):
+    store = MapStore(tmp_path / "maps" / "cam")
+    store.initialise(["Peter", "Paul"], "cam", {})
+    samples = tuple(_sample(sid, ["Peter"], boxes) for sid in ("a", "b"))
+    if stored:
+        for sample in samples:
+            store.write(sample.id, np.ones((2, 20, 20), dtype=np.float32), np.array([0.5, 0.5]))
+    dataset = Dataset(samples=samples, classes=("Peter",))
+    report = evaluate_localisation(dataset, {"cam": store}, level=level)
+    with pytest.raises(BadInputError) as info:
+        require_measured(report, dataset, {"cam": store}, tmp_path / "dataset.json")
+    assert str(info.value) == f"{tmp_path / 'dataset.json'}: no map could be measured: {fragment}"
+
+
+def test_a_report_with_a_measured_map_passes(tmp_path):
+    store = MapStore(tmp_path / "maps" / "cam")
+    store.initialise(["Peter"], "cam", {})
+    store.write("a", np.ones((1, 20, 20), dtype=np.float32), np.array([0.5]))
+    dataset = Dataset(samples=(_sample("a", ["Peter"], [Box(0, 0, 10, 10, "Peter")]),), classes=("Peter",))
+    report = evaluate_localisation(dataset, {"cam": store})
+    require_measured(report, dataset, {"cam": store})

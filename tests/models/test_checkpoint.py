@@ -9,7 +9,7 @@ import torch
 
 from iconolens.errors import BadCheckpointError
 from iconolens.models.backbones import build_classifier
-from iconolens.models.checkpoint import load_checkpoint, save_checkpoint
+from iconolens.models.checkpoint import load_checkpoint, load_run_model, read_run_meta, run_model_dir, save_checkpoint
 from iconolens.models.meta import ModelMeta
 
 CLASSES = ("Peter", "Paul", "Mary")
@@ -98,3 +98,33 @@ def test_missing_metadata_is_refused(saved):
     (folder / "meta.json").unlink()
     with pytest.raises(BadCheckpointError, match="meta.json is missing"):
         load_checkpoint(folder)
+
+
+@pytest.mark.parametrize("left_behind", [None, "training_state.pt"])
+def test_a_run_without_a_model_says_which_command_makes_one(tmp_path, left_behind):
+    run = tmp_path / "run"
+    run.mkdir()
+    if left_behind:  # an interrupted training leaves its state, not a model
+        (run / "model").mkdir()
+        (run / "model" / left_behind).write_bytes(b"state")
+    for read in (run_model_dir, read_run_meta, load_run_model):
+        with pytest.raises(BadCheckpointError) as info:
+            read(run)
+        assert f"the run has no trained model yet; make one with `iconolens train --run {run}`" in str(info.value)
+        _one_sentence(info.value, run / "model")
+
+
+def test_a_run_whose_model_lacks_a_file_is_a_damaged_checkpoint_not_a_missing_one(saved):
+    folder, _, _ = saved
+    (folder / "weights.pt").unlink()
+    with pytest.raises(BadCheckpointError, match="weights.pt or meta.json is missing"):
+        read_run_meta(folder.parent)
+
+
+def test_the_run_model_is_the_checkpoint_in_its_model_folder(saved):
+    folder, model, meta = saved
+    assert run_model_dir(folder.parent) == folder
+    loaded, loaded_meta = load_run_model(folder.parent, expected_classes=CLASSES)
+    assert loaded_meta == meta == read_run_meta(folder.parent)
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
+from iconolens.cli.console import CommandConsole
 from iconolens.errors import IconolensError
 
 app = typer.Typer(
@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+stderr = CommandConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _register_commands() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from iconolens.cli.console import CommandConsole
 from iconolens.data.images import DEFAULT_MAX_PIXELS
 from iconolens.data.records import Dataset
 from iconolens.errors import BadInputError
@@ -17,8 +17,8 @@ from iconolens.errors import BadInputError
 if TYPE_CHECKING:
     from iconolens.data.iiif import IIIFOptions
 
-stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+stdout = CommandConsole(highlight=False)
+stderr = CommandConsole(stderr=True, highlight=False, soft_wrap=True)
 
 MAX_LISTED_PROBLEMS = 20
 
@@ -221,7 +221,7 @@ def split_command(
     Classes too rare to appear in every split are dropped, and the command says which.
     """
     from iconolens.data.dataset_json import save_dataset_json
-    from iconolens.data.splits import SplitOutcome, split_counts, stratified_split
+    from iconolens.data.splits import SplitOutcome, nothing_left_error, split_counts, stratified_split
     from iconolens.run import RunDirectory
 
     wanted = _parse_fractions(fractions)
@@ -239,9 +239,7 @@ def split_command(
     else:
         outcome = stratified_split(dataset, seed=seed, fractions=wanted)
     if not outcome.dataset.samples or not outcome.dataset.classes:
-        raise BadInputError(
-            "no class is frequent enough to appear in every split; nothing usable remains", collection
-        )
+        raise nothing_left_error(dataset, collection)
     target = save_dataset_json(outcome.dataset, RunDirectory(out).dataset_json)
     title = "published split" if keep_split else f"seed {seed}"
     table = Table(title=f"Split of {collection} ({title})")
@@ -344,6 +342,9 @@ def synth_command(
     images: int = typer.Option(200, "--images", min=1, help="Number of images to generate."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same bytes."),
     size: int = typer.Option(224, "--size", help="Side of the square images, in pixels (at least 96)."),
+    max_figures: int = typer.Option(3, "--max-figures", min=1, max=3, help=(
+        "Most saints per image (each image gets 1 to this many); 1 makes a single-label collection."
+    )),
     iiif: Path | None = typer.Option(
         None, "--iiif", file_okay=False,
         help="Also publish the collection as a static IIIF site in this folder: manifest.json (Presentation 3, "
@@ -358,7 +359,8 @@ def synth_command(
     """Generate the synthetic iconography collection: saints recognisable only by their attributes."""
     from iconolens.data.synth import write_synthetic_collection
 
-    path = write_synthetic_collection(out, n_images=images, seed=seed, image_size=size)
+    path = write_synthetic_collection(out, n_images=images, seed=seed, image_size=size,
+                                      max_figures=max_figures)
     stdout.print(f"{images} images written; annotations at {path}", markup=False)
     if iiif is not None:
         from iconolens.data.coco import read_coco

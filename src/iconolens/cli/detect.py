@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
+from iconolens.cli.console import CommandConsole
 from iconolens.device import DEVICE_HELP
 from iconolens.errors import BadInputError
 
-console = Console(highlight=False, soft_wrap=True)
+console = CommandConsole(highlight=False, soft_wrap=True)
 detect_app = typer.Typer(
     help="Object detectors in paintings: train Faster R-CNN on boxes (expert or derived from saliency maps), "
     "score it with COCO AP, and explain its detections with D-RISE.",
@@ -127,7 +127,7 @@ def _print_check(metrics: dict) -> None:
     """The held-out check of a training run: its recall, or the warning that the detector collapsed."""
     check = metrics["check"]
     if "warning" in metrics:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold yellow]warning:[/] {metrics['warning']}")
+        CommandConsole(stderr=True, highlight=False, soft_wrap=True).print(f"[bold yellow]warning:[/] {metrics['warning']}")
     else:
         where = "held-out" if check["held_out"] else "training"
         console.print(f"check on {check['images']} {where} images: {check['detections']} boxes above "

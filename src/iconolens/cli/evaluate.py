@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from iconolens.cli.console import CommandConsole
 from iconolens.data.records import Dataset
 from iconolens.device import DEVICE_HELP
 from iconolens.errors import BadInputError
 from iconolens.run import RunDirectory
 
-stdout = Console(highlight=False)
+stdout = CommandConsole(highlight=False)
 
 
 class LevelChoice(str, Enum):
@@ -50,16 +51,22 @@ def _dataset(run: RunDirectory, split: str | None) -> Dataset:
 
 
 def _stores(run: RunDirectory, methods: list[str] | None) -> dict[str, Any]:
+    from iconolens.explain import METHODS
     from iconolens.explain.store import MapStore
 
+    available = sorted(p.parent.name for p in run.maps_root.glob("*/meta.json")) if run.maps_root.is_dir() else []
     if methods:
         names = [m.strip() for item in methods for m in item.split(",") if m.strip()]
         for name in names:
             if not (run.maps_dir(name) / "meta.json").is_file():
-                raise BadInputError(f"no maps of method {name!r}; run `iconolens explain --method {name}` first",
-                                    run.maps_dir(name))
+                if name in METHODS:
+                    command = f"iconolens explain --run {shlex.quote(str(run.root))} --methods {name}"
+                    hint = f"run `{command}` first"
+                else:
+                    hint = f"the run has maps of {', '.join(available)}" if available else "the run has no maps"
+                raise BadInputError(f"no maps of method {name!r}; {hint}", run.maps_dir(name))
     else:
-        names = sorted(p.parent.name for p in run.maps_root.glob("*/meta.json")) if run.maps_root.is_dir() else []
+        names = available
         if not names:
             raise BadInputError("no saliency maps in the run (maps/ is empty); run `iconolens explain` first",
                                 run.root)
@@ -99,7 +106,8 @@ def evaluate_command(
 
     if faithfulness_images:
         resolve_device(device)  # a device that cannot be used is said before the measuring starts
-    from iconolens.evaluate.localisation import evaluate_localisation
+    from iconolens.evaluate.localisation import evaluate_localisation, require_measured
+    from iconolens.models.checkpoint import run_model_dir
     from iconolens.report.figures import localisation_curves_figures
     from iconolens.report.tables import write_csv
 
@@ -108,12 +116,15 @@ def evaluate_command(
     rundir = RunDirectory(run)
     dataset = _dataset(rundir, split)
     stores = _stores(rundir, methods)
+    if faithfulness_images:
+        run_model_dir(rundir)  # so is a run without a model
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # per-map tensors are small: more threads only add synchronisation
     try:
         report = evaluate_localisation(dataset, stores, level=level.value, max_side=max_side or None)
     finally:
         torch.set_num_threads(threads)
+    require_measured(report, dataset, stores, rundir.dataset_json)  # before anything is written or replaced
     stem = f"localisation_{level.value}" + (f"_{split}" if split else "")
     json_path = write_json_atomically(rundir.metrics_dir / f"{stem}.json", report.to_json())
     csv_path = write_csv(rundir.metrics_dir / f"{stem}.csv", report.rows())
@@ -142,8 +153,6 @@ def evaluate_command(
         skipped = {k: v for k, v in counts.items() if k not in ("maps", "boxes") and v}
         if skipped:
             stdout.print(f"{method}: skipped " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items()))
-    if all(report.counts[m]["maps"] == 0 for m in report.methods):
-        stdout.print(f"no map could be measured: no image has {level.value} boxes of a class the maps know")
     stdout.print(f"wrote {json_path}, {csv_path}, {summary_path} and {len(figures)} curves in {rundir.report_dir}")
     if faithfulness_images:
         _faithfulness(rundir, dataset, stores, faithfulness_images, steps, split, device)
@@ -155,10 +164,10 @@ def _faithfulness(rundir: RunDirectory, dataset: Dataset, stores: dict[str, Any]
     from iconolens.evaluate.declarations import FAITHFULNESS_METRICS
     from iconolens.device import resolve_device
     from iconolens.evaluate.faithfulness import stored_map_faithfulness
-    from iconolens.models.checkpoint import load_checkpoint
+    from iconolens.models.checkpoint import load_run_model
     from iconolens.report.tables import markdown_table, write_csv
 
-    model, meta = load_checkpoint(rundir.model_dir)
+    model, meta = load_run_model(rundir)
     model = model.to(resolve_device(device))
     chosen = [s for s in dataset.samples if s.labels and any(st.has(s.id) for st in stores.values())][:n_images]
     if not chosen:

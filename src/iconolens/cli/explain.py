@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 
+from iconolens.cli.console import CommandConsole
 from iconolens.data.images import DEFAULT_MAX_PIXELS
 from iconolens.device import DEVICE_HELP
 from iconolens.errors import BadInputError
 
-console = Console(highlight=False, soft_wrap=True)
-errors = Console(stderr=True, highlight=False, soft_wrap=True)
+console = CommandConsole(highlight=False, soft_wrap=True)
+errors = CommandConsole(stderr=True, highlight=False, soft_wrap=True)
 
 DEFAULT_METHODS = "cam,gradcam,gradcampp,smoothgradcampp"
 ENGINES = ("inprocess", "ray")

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-console = Console(highlight=False, soft_wrap=True)
+from iconolens.cli.console import CommandConsole
+
+console = CommandConsole(highlight=False, soft_wrap=True)
 export_app = typer.Typer(help="Write a run in formats other tools read.", no_args_is_help=True)
 
 

@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
+from iconolens.cli.console import CommandConsole
 from iconolens.cli.evaluate import SPLIT_HELP, _dataset, _fmt, _one_paragraph
 from iconolens.detect.mil import MilRecipe, MilTraining
 from iconolens.detect.proposals import ProposalGrid
 from iconolens.errors import BadInputError
 from iconolens.run import RunDirectory
 
-stdout = Console(highlight=False, soft_wrap=True)
+stdout = CommandConsole(highlight=False, soft_wrap=True)
 
 _RECIPE = MilRecipe()
 _TRAINING = MilTraining()

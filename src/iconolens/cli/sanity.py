@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from iconolens.cli.console import CommandConsole
 from iconolens.device import DEVICE_HELP
 from iconolens.errors import BadInputError
 
-stdout = Console(highlight=False, soft_wrap=True)
+stdout = CommandConsole(highlight=False, soft_wrap=True)
 
 
 def sanity_command(

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
+from iconolens.cli.console import CommandConsole
 from iconolens.device import DEVICE_HELP
 from iconolens.errors import BadInputError
 
-console = Console(highlight=False, soft_wrap=True)
+console = CommandConsole(highlight=False, soft_wrap=True)
 
 BACKBONE_HELP = (
     "Architecture: efficientnet_lite0 or mobilenet_v2 (ImageNet weights shipped), resnet18, resnet50, "

@@ -12,6 +12,7 @@ images simply lose that label). ``stratified_split`` says which classes went.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -138,3 +139,20 @@ def split_counts(dataset: Dataset) -> dict[str, int]:
         key = sample.split if sample.split is not None else "none"
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def nothing_left_error(dataset: Dataset, source: str | Path | None = None) -> BadInputError:
+    """Why splitting ``dataset`` (the collection before the split) left no class, naming ``source``.
+
+    A collection of one class without negative images cannot be classified at all, however many images it
+    has, so that is what is said then; otherwise every class was too rare to appear in every split.
+    """
+    if len(dataset.classes) == 1 and all(sample.labels for sample in dataset.samples):
+        cls = dataset.classes[0]
+        return BadInputError(
+            f"every image is of the one class {cls!r} and a classifier needs at least two classes: add images of "
+            f"another class, or, for a presence task ({cls} or not), images without {cls} as negatives with no "
+            "label (e.g. CSV rows `path,` with an empty labels field, making a one-class multi-label collection)",
+            source,
+        )
+    return BadInputError("no class is frequent enough to appear in every split; nothing usable remains", source)

@@ -58,6 +58,8 @@ SAINT_ATTRIBUTES: dict[str, tuple[str, str]] = {
 SAINTS: tuple[str, ...] = tuple(SAINT_ATTRIBUTES)
 
 MIN_IMAGE_SIZE = 96
+#: Figures per image are drawn uniformly from 1 to this (the default); fewer make a single-label collection.
+MAX_FIGURES = 3
 ANNOTATIONS_NAME = "annotations.json"
 IMAGES_DIR = "images"
 # The canvas grain makes pixels nearly incompressible: level 1 is about as small as 6 and twice as fast.
@@ -230,10 +232,10 @@ def _plan_figure(
     )
 
 
-def plan_scene(seed: int, index: int, image_size: int = 224) -> ScenePlan:
-    """The plan of image ``index`` of the collection generated with ``seed``."""
+def plan_scene(seed: int, index: int, image_size: int = 224, max_figures: int = MAX_FIGURES) -> ScenePlan:
+    """The plan of image ``index`` of the collection generated with ``seed``, with 1 to ``max_figures`` figures."""
     rng = np.random.default_rng([seed, index])
-    n_figures = int(rng.integers(1, 4))
+    n_figures = int(rng.integers(1, max_figures + 1))
     saints = [SAINTS[int(k)] for k in rng.choice(len(SAINTS), size=n_figures, replace=False)]
     palette = _palette(rng)
     light_angle = float(rng.uniform(0, 2 * math.pi))
@@ -596,9 +598,14 @@ def image_file_name(index: int) -> str:
     return f"{IMAGES_DIR}/{index + 1:06d}.png"
 
 
-def write_synthetic_collection(out_dir: str | Path, n_images: int, seed: int, image_size: int = 224) -> Path:
+def write_synthetic_collection(
+    out_dir: str | Path, n_images: int, seed: int, image_size: int = 224, max_figures: int = MAX_FIGURES
+) -> Path:
     """Write ``n_images`` synthetic paintings to ``out_dir/images/`` and their COCO annotations to
     ``out_dir/annotations.json``; return the annotations path.
+
+    ``max_figures=1`` paints one saint per image (a single-label collection, as ArtDL's images mostly are);
+    the default paints one to three, so the task is multi-label.
 
     Image entries carry ``labels`` (the saints present); ``file_name`` is relative to ``out_dir``.
     Images are written first and the annotations last, each atomically, so an annotations file never
@@ -617,6 +624,8 @@ def write_synthetic_collection(out_dir: str | Path, n_images: int, seed: int, im
             f"attributes stay legible, not {image_size!r}",
             out_dir,
         )
+    if isinstance(max_figures, bool) or not isinstance(max_figures, int) or not 1 <= max_figures <= MAX_FIGURES:
+        raise BadInputError(f"figures per image must be 1 to {MAX_FIGURES}, not {max_figures!r}", out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInputError("the output folder is an existing file", out_dir)
     if (out_dir / IMAGES_DIR).exists() and not (out_dir / IMAGES_DIR).is_dir():
@@ -627,7 +636,7 @@ def write_synthetic_collection(out_dir: str | Path, n_images: int, seed: int, im
     images: list[dict[str, object]] = []
     annotations: list[dict[str, object]] = []
     for index in progress(range(n_images), "Painting synthetic collection", total=n_images):
-        plan = plan_scene(seed, index, image_size)
+        plan = plan_scene(seed, index, image_size, max_figures)
         painted = paint_scene(plan)
         name = image_file_name(index)
         write_bytes_atomically(out_dir / name, encode_png(painted.pixels))
@@ -659,10 +668,11 @@ def write_synthetic_collection(out_dir: str | Path, n_images: int, seed: int, im
             "seed": seed,
             "images": n_images,
             "image_size": image_size,
+            "max_figures": max_figures,
         },
         "licenses": [],
         "classes": list(SAINTS),
-        "multi_label": True,
+        "multi_label": max_figures > 1,
         "images": images,
         "annotations": annotations,
         "categories": categories,

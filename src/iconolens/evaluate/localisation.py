@@ -41,6 +41,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -48,6 +49,7 @@ import numpy as np
 import torch
 
 from iconolens.data.records import Dataset, Level, Sample
+from iconolens.errors import BadInputError
 from iconolens.evaluate.declarations import (
     BOX_COVERAGE,
     COMPONENT_IOU,
@@ -427,3 +429,51 @@ def evaluate_localisation(
                 skipped[method][key] += n
             items.extend((method, cls, labels, result) for cls, labels, result in measured)
     return localisation_report(items, level, ts, {m: dict(s) for m, s in skipped.items()})
+
+
+def _listed(names: Iterable[str], most: int = 5) -> str:
+    names = list(names)
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def require_measured(
+    report: LocalisationReport,
+    dataset: Dataset,
+    stores: Mapping[str, MapStore],
+    where: str | Path | None = None,
+) -> None:
+    """Refuse, in one sentence naming ``where`` (the dataset's file), a report in which no map was measured.
+
+    Such a report holds only empty curves, so nothing should be written from it; the sentence says why nothing
+    could be measured: no image has maps, the images with maps have no boxes of the report's level, or their
+    boxes are of classes the maps do not know.
+    """
+    if any(report.counts.get(method, {}).get("maps", 0) for method in report.methods):
+        return
+    level = report.level
+    with_maps = [s for s in dataset.samples if any(store.has(s.id) for store in stores.values())]
+    if not with_maps:
+        raise BadInputError(
+            f"no map could be measured: none of the {len(dataset.samples)} images has stored maps of "
+            f"{_listed(stores)}", where,
+        )
+    box_classes = list(dict.fromkeys(b.figure_class for s in with_maps for b in s.boxes if b.level == level))
+    if not box_classes:
+        other = "attribute" if level == "figure" else "figure"
+        has_other = any(b.level == other for s in with_maps for b in s.boxes)
+        hint = f"; they have {other} boxes, so try --level {other}" if has_other else ""
+        raise BadInputError(
+            f"no map could be measured: none of the {len(with_maps)} images with maps has {level} boxes{hint}",
+            where,
+        )
+    map_classes = list(dict.fromkeys(c for store in stores.values() for c in store.classes))
+    known = [c for c in box_classes if c in map_classes]
+    if not known:
+        raise BadInputError(
+            f"no map could be measured: the {level} boxes of the images with maps are of {_listed(box_classes)}, "
+            f"and the maps are of {_listed(map_classes)} only", where,
+        )
+    raise BadInputError(
+        f"no map could be measured: the {level} boxes of {_listed(known)} on the images with maps have no area "
+        "on the measuring grid", where,
+    )

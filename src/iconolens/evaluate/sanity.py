@@ -442,7 +442,7 @@ def sanity_run(
     from iconolens.data.dataset_json import load_dataset_json
     from iconolens.data.images import load_image
     from iconolens.models.backbones import backbone_spec
-    from iconolens.models.checkpoint import load_checkpoint
+    from iconolens.models.checkpoint import load_run_model
     from iconolens.models.transforms import image_to_tensor
 
     s = settings
@@ -454,7 +454,7 @@ def sanity_run(
     if not run.dataset_json.is_file():
         raise BadInputError("no dataset.json in the run folder (create it with `iconolens data split`)", run.root)
     dataset = load_dataset_json(run.dataset_json)
-    model, meta = load_checkpoint(run.model_dir)
+    model, meta = load_run_model(run)
     model = model.to(device)
     if s.image_size is not None:
         smallest = max(16, backbone_spec(meta.backbone).min_input_size)

@@ -33,7 +33,7 @@ from iconolens.explain.engine import (
 from iconolens.explain.layers import resolve_target_layer
 from iconolens.explain.store import MapStore
 from iconolens.models.backbones import backbone_spec
-from iconolens.models.checkpoint import load_checkpoint, read_meta
+from iconolens.models.checkpoint import load_checkpoint, read_meta, run_model_dir
 from iconolens.models.transforms import normalise
 from iconolens.progress import progress
 from iconolens.run import RunDirectory
@@ -124,17 +124,18 @@ def prepare_explain(
     if not run.dataset_json.is_file():
         raise BadInputError("no dataset.json in the run folder (create it with `iconolens data split`)", run.root)
     dataset = load_dataset_json(run.dataset_json)
+    model_dir = run_model_dir(run)
     if s.image_size is not None:
         if s.image_size < 16:
             raise BadInputError(f"the input size must be at least 16 pixels, got {s.image_size}")
-        backbone = read_meta(run.model_dir).backbone
+        backbone = read_meta(model_dir).backbone
         fixed = backbone_spec(backbone).fixed_input_size
         if fixed is not None and s.image_size != fixed:
             raise BadInputError(
                 f"a {backbone} classifier takes images of exactly {fixed} pixels only, so it cannot be "
                 f"explained at {s.image_size}; use its own input size"
             )
-    model, meta = load_explained_model(run.model_dir, s.image_size)
+    model, meta = load_explained_model(model_dir, s.image_size)
     class_names = list(meta.classes)
     chosen = list(classes) if classes else class_names
     indices = [int(i) for i in resolve_classes(chosen, len(class_names), class_names)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from iconolens.atomic import write_bytes_atomically, write_json_atomically
 from iconolens.errors import BadCheckpointError
 from iconolens.models.backbones import BACKBONES, build_classifier
 from iconolens.models.meta import ModelMeta
+from iconolens.run import RunDirectory
 
 WEIGHTS_FILE = "weights.pt"
 META_FILE = "meta.json"
@@ -107,3 +109,34 @@ def load_checkpoint(
     model.load_state_dict(state)
     model.eval()
     return model, meta
+
+
+def run_model_dir(run: RunDirectory | str | Path) -> Path:
+    """The run's ``model/`` folder, or a sentence saying the run has no trained model yet and how to make one.
+
+    Every command that uses the run's classifier (explain, sanity, evaluate-classifier, evaluate
+    --faithfulness-images) asks here first, so they all answer a run without a model alike. A folder holding
+    neither checkpoint file (e.g. only the state of an interrupted training) is no model yet either; one
+    holding only one of them is a damaged checkpoint, which ``read_meta`` describes.
+    """
+    run = run if isinstance(run, RunDirectory) else RunDirectory(run)
+    folder = run.model_dir
+    empty = folder.is_dir() and not (folder / WEIGHTS_FILE).exists() and not (folder / META_FILE).exists()
+    if not folder.exists() or empty:
+        raise BadCheckpointError(
+            f"the run has no trained model yet; make one with `iconolens train --run {shlex.quote(str(run.root))}`",
+            folder,
+        )
+    return folder
+
+
+def read_run_meta(run: RunDirectory | str | Path) -> ModelMeta:
+    """The metadata of the run's model (``read_meta`` of ``run_model_dir``)."""
+    return read_meta(run_model_dir(run))
+
+
+def load_run_model(
+    run: RunDirectory | str | Path, expected_classes: Sequence[str] | None = None
+) -> tuple[nn.Module, ModelMeta]:
+    """The run's model in eval mode, with its metadata (``load_checkpoint`` of ``run_model_dir``)."""
+    return load_checkpoint(run_model_dir(run), expected_classes=expected_classes)

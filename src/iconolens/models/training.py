@@ -37,7 +37,7 @@ from iconolens.models.backbones import (
     frozen_prefix_modules,
     replace_head,
 )
-from iconolens.models.checkpoint import load_checkpoint, save_checkpoint
+from iconolens.models.checkpoint import load_checkpoint, load_run_model, save_checkpoint
 from iconolens.models.features import cached_features, feature_cache_key, pooled_features
 from iconolens.models.fitting import EpochCallback, FitSettings, fit, predict_logits
 from iconolens.models.labelled_images import (
@@ -314,7 +314,7 @@ def evaluate_classifier(
 ) -> dict[str, Any]:
     """Score the run's checkpoint on ``split`` and write ``metrics/classifier_<split>.json`` and its figure."""
     run = run if isinstance(run, RunDirectory) else RunDirectory(run)
-    model, meta = load_checkpoint(run.model_dir, expected_classes=dataset.classes)
+    model, meta = load_run_model(run, expected_classes=dataset.classes)
     where = source if source is not None else run.dataset_json
     check_classes(dataset, meta.task, where)
     data = load_split(dataset, split, meta.input_size, meta.task, max_pixels)
