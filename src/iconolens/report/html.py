@@ -1,6 +1,9 @@
-"""A single HTML page that gathers a run's results: tables from CSV files and every figure, grouped by stage.
+"""A single HTML page that gathers a run's results: first as a paper's results section
+(:mod:`iconolens.report.sections`), then the saliency methods, the sanity checks and every table and figure
+no section showed.
 
-It only reads what the stages wrote, so it can be rebuilt at any time and never changes a result.
+It only reads what the stages wrote (and draws pictures from it), so it can be rebuilt at any time and never
+changes a result. A section whose files are missing or damaged becomes one sentence naming the file.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import csv
 import html
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from iconolens.atomic import write_text_atomically
@@ -24,6 +28,14 @@ th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 figure { display: inline-block; margin: .4rem; vertical-align: top; }
 figure img { max-width: 360px; border: 1px solid #ddd; }
 figcaption { font-size: .8rem; color: #555; max-width: 360px; word-break: break-all; }
+figure.curve img, figure.curve figcaption { max-width: 470px; word-break: normal; }
+.wide { overflow-x: auto; } figure.grid img { max-width: none; }
+figure.grid figcaption { max-width: 1100px; word-break: normal; font-size: .85rem; }
+p.caption { margin-bottom: .2rem; } p.note { color: #8a5a00; font-size: .9rem; }
+table.results td, table.scores td, table.settings td { white-space: nowrap; }
+table.settings td:last-child { white-space: normal; text-align: left; }
+dl.definitions { font-size: .85rem; color: #444; } dl.definitions dt { font-weight: 600; margin-top: .3rem; }
+dl.definitions dd { margin-left: 1.2rem; }
 """
 
 MAX_TABLE_ROWS = 60
@@ -126,38 +138,85 @@ def _methods_section(run: RunDirectory, base: Path) -> str:
         count = sum(1 for _ in store.directory.glob("*.npz"))
         rows.append(f"<tr><td>{html.escape(method)}</td><td>{count}</td><td>{html.escape(settings)}</td></tr>")
     table = "<table><tr><th>method</th><th>images</th><th>settings</th></tr>" + "".join(rows) + "</table>"
-    gallery = write_method_gallery(run)
-    figure = _figures([gallery], base) if gallery else ""
+    try:
+        gallery = write_method_gallery(run)
+        figure = _figures([gallery], base) if gallery else ""
+    except IconolensError as exc:  # the table above still holds
+        from iconolens.report.sections import error_sentence
+
+        figure = f'<p class="note">The gallery of all methods is left out: {html.escape(error_sentence(run, exc))}.</p>'
     return f"<h2>Saliency methods</h2>{table}\n{figure}"
 
 
-def _model_summary(run: RunDirectory) -> str:
-    meta_path = run.model_dir / "meta.json"
-    if not meta_path.exists():
+def _unshown(page, folders: list[Path], pattern: str) -> list[Path]:
+    """Files matching ``pattern`` under ``folders`` that no section above showed (the grid's sheets excepted)."""
+    from iconolens.report.class_grid import GRID_FOLDER
+
+    grid = page.base / GRID_FOLDER
+    return [p for folder in folders if folder.is_dir() for p in sorted(folder.rglob(pattern))
+            if p not in page.shown and grid not in p.parents]
+
+
+def _other_tables(page, folders: list[Path]) -> str:
+    """The CSV files no section above showed, each under its name with a link (dumped only when short)."""
+    tables = _unshown(page, folders, "*.csv")
+    if not tables:
         return ""
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    rows = [("backbone", meta.get("backbone")), ("mode", meta.get("mode")), ("task", meta.get("task")),
-            ("input size", meta.get("input_size")), ("classes", ", ".join(meta.get("classes", [])))]
-    cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    return f"<h2>Model</h2><table>{cells}</table>"
+    return "<h2>Other tables</h2>\n" + "\n".join(_table(p, page.base) for p in tables)
+
+
+def _other_figures(page, folders: list[Path]) -> str:
+    """The PNG files no section above showed (overlays, histograms, ...)."""
+    images = _unshown(page, folders, "*.png")
+    if not images:
+        return ""
+    return "<h2>Other figures</h2>\n" + _figures(images, page.base)
+
+
+def _guarded(title: str, build: Callable[[], str]) -> tuple[str, bool]:
+    """A section's HTML and whether it has content; a section that fails becomes one sentence, never a
+    traceback, so one damaged file costs its section only."""
+    from iconolens.report.sections import Skip, note
+
+    try:
+        text = build()
+    except Skip as skip:
+        return note(f"<strong>{html.escape(title)}</strong>: {skip}."), False
+    except Exception as exc:  # noqa: BLE001 - the page must build from whatever the run holds
+        return note(f"<strong>{html.escape(title)}</strong> could not be built ({html.escape(type(exc).__name__)}: "
+                    f"{html.escape(str(exc))})."), False
+    return text, bool(text)
 
 
 def write_run_report(run_root: str | Path, title: str = "iconolens report") -> Path:
-    """Write ``RUN/report/index.html`` linking the run's tables and figures; returns its path."""
+    """Write ``RUN/report/index.html``, the run's results in the order of a paper's results section, then the
+    rest of its tables and figures; returns its path."""
+    from iconolens.report.sections import PAPER_SECTIONS, Page
+
     run = RunDirectory(run_root)
     report = run.report_dir
     report.mkdir(parents=True, exist_ok=True)
-    sections = [
-        _model_summary(run),
-        _section("Classifier", run.model_dir, report),
-        _section("Explanation metrics", run.metrics_dir, report),
-        _section("Boxes from maps", run.boxes_dir, report),
-        _methods_section(run, report),
-        _sanity_section(run, report),
-        _section("Figures", report, report),
+    page = Page(run)
+    parts, found = [], False
+    rest = [
+        ("methods", "Saliency methods", lambda: _methods_section(run, report)),
+        ("sanity", "Sanity checks", lambda: _sanity_section(run, report)),
+        ("other-tables", "Other tables",
+         lambda: _other_tables(page, [run.model_dir, run.metrics_dir, run.boxes_dir, report])),
+        ("other-figures", "Other figures",
+         lambda: _other_figures(page, [run.model_dir, run.metrics_dir, run.boxes_dir, report])),
     ]
-    body = "\n".join(s for s in sections if s) or "<p>This run has no results yet.</p>"
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p>Run directory: <code>{html.escape(str(run.root.resolve()))}</code></p>{body}</body></html>\n")
-    return write_text_atomically(report / "index.html", page)
+    sections = [(key, name, (lambda build=build: build(page))) for key, name, build in PAPER_SECTIONS] + rest
+    for key, name, build in sections:
+        text, content = _guarded(name, build)
+        found = found or content
+        if text:
+            parts.append(f'<section id="{key}">\n{text}\n</section>' if content else text)
+    if not found:
+        parts.insert(0, "<p>This run has no results yet.</p>")
+    body = "\n".join(parts)
+    page_text = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                 f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+                 f"<p>Run directory: <code>{html.escape(str(run.root.resolve()))}</code>. Every number below is read "
+                 f"from the file linked beside it; rebuilding this page changes no result.</p>{body}</body></html>\n")
+    return write_text_atomically(report / "index.html", page_text)

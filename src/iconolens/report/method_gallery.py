@@ -8,6 +8,7 @@ split first, then val, then the rest, among those every method has maps for.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from iconolens.data.images import load_image
+from iconolens.data.records import Box
 from iconolens.errors import IconolensError
 from iconolens.explain.engine import METHODS
 from iconolens.explain.normalise import normalise_maps
@@ -48,9 +50,12 @@ def gallery_images(run: RunDirectory, methods: list[str], count: int) -> list:
     return samples[:count]
 
 
-def _tile(image: Image.Image, raw: np.ndarray, side: int) -> Image.Image:
-    heat = normalise_maps(torch.from_numpy(raw)[None, None])[0, 0].numpy()
-    tile = heatmap_overlay(image, heat, max_side=side)
+def map_tile(image: Image.Image, raw: np.ndarray, side: int, truth_boxes: Iterable[Box] = (),
+             derived_boxes: Iterable[Box] = ()) -> Image.Image:
+    """One raw ``(h, w)`` map scaled to [0, 1] over its painting, centred on a white ``side`` x ``side`` square;
+    boxes are in ``image``'s pixels. Every picture of several maps draws its cells with this, so they agree."""
+    heat = normalise_maps(torch.from_numpy(np.asarray(raw, dtype=np.float32))[None, None])[0, 0].numpy()
+    tile = heatmap_overlay(image, heat, truth_boxes=truth_boxes, derived_boxes=derived_boxes, max_side=side)
     canvas = Image.new("RGB", (side, side), "white")
     canvas.paste(tile, ((side - tile.width) // 2, (side - tile.height) // 2))
     return canvas
@@ -70,20 +75,24 @@ def write_method_gallery(run: RunDirectory, count: int = 4, side: int = 192) -> 
         draw.text((c * side + 4, 3), name, fill="black")
     for r, sample in enumerate(samples):
         top = LABEL_HEIGHT + r * (side + LABEL_HEIGHT)
-        try:
+        try:  # an unreadable painting or map file leaves its row or cell empty, not the whole gallery
             image = load_image(sample.path).convert("RGB")
+            maps, scores = stores[methods[0]].read(sample.id)
+            classes = stores[methods[0]].classes
         except IconolensError:
             continue
-        maps, scores = stores[methods[0]].read(sample.id)
-        classes = stores[methods[0]].classes
         chosen = classes[int(np.argmax(scores))]
         plain = image.copy()
         plain.thumbnail((side, side))
         sheet.paste(plain, ((side - plain.width) // 2, top + (side - plain.height) // 2))
         for c, method in enumerate(methods, start=1):
             store = stores[method]
-            maps, _ = store.read(sample.id)
-            if chosen in store.classes:
-                sheet.paste(_tile(image, maps[store.classes.index(chosen)], side), (c * side, top))
+            try:
+                maps, _ = store.read(sample.id)
+                store_classes = store.classes
+            except IconolensError:
+                continue
+            if chosen in store_classes:
+                sheet.paste(map_tile(image, maps[store_classes.index(chosen)], side), (c * side, top))
         draw.text((4, top + side + 2), f"{sample.id}: {chosen} ({float(np.max(scores)):.2f})", fill="black")
     return write_png(run.maps_root / "gallery.png", sheet)
