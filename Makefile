@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The viewer's browser tests drive Debian's chromium; Playwright's own browser download is not used.
+BROWSER := $(VENV)/.browser
 RUN    ?= runs/demo
 
 .PHONY: demo test test-all bench-deps clean
@@ -18,10 +20,16 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/iconolens demo --out $(RUN)
 
-test: $(STAMP)
+$(BROWSER):
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium could not be installed: the viewer's browser tests will be skipped"
+	@mkdir -p $(VENV) && touch $@
+
+test: $(STAMP) $(BROWSER)
 	$(BIN)/python -m pytest
 
-test-all: $(STAMP)
+test-all: $(STAMP) $(BROWSER)
 	$(BIN)/python -m pytest -m ''
 
 # Reference libraries used only by bench/ (never at run time). grad-cam's own

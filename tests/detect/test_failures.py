@@ -27,3 +27,24 @@ def test_report_explains_false_positives_and_missed_objects(region_detector, tmp
     for item in saved:
         assert (tmp_path / "report" / item["overlay"]).is_file()
     assert "missed" in (tmp_path / "report" / "failures.html").read_text()
+
+
+def test_the_report_keeps_raw_maps_and_opens_in_the_viewer(region_detector, tmp_path: Path) -> None:
+    """Each item's raw D-RISE map is saved beside the report, so the viewer can threshold it."""
+    from iconolens.viewer.build import build_viewer
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.full((32, 32, 3), 255, dtype=np.uint8)).save(path)
+    truth = (Box(8, 8, 24, 24, "thing"), Box(0, 24, 8, 32, "thing"))
+    dataset = Dataset((Sample("a", path, ("thing",), truth, 32, 32),), ("thing",))
+    predictions = [[ScoredBox(8, 8, 24, 24, "thing", 0.9), ScoredBox(20, 0, 32, 8, "thing", 0.8)]]
+    report = tmp_path / "report"
+    failures = failure_report(region_detector, dataset, predictions, report, min_score=0.5, min_size=32,
+                              max_size=32, n_masks=20, batch_size=10, tolerance=None)
+    maps = np.load(report / failures[0].map_file)
+    assert maps.shape == (2, 32, 32) and [f.map_index for f in failures] == [0, 1]
+    images = json.loads((report / "images.json").read_text())["images"]
+    assert images[0]["detections"] == [[8, 8, 24, 24, "thing", 0.9], [20, 0, 32, 8, "thing", 0.8]]
+    site = build_viewer(report).parent
+    text = next((site / "data" / "images").glob("*.js")).read_text()
+    assert '"false positive: thing (0.80)"' in text and '"missed: thing"' in text

@@ -28,9 +28,9 @@ stderr = CommandConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _register_commands() -> None:
-    from iconolens.cli import data, demo, detect, evaluate, explain, export, mil, sanity, train
+    from iconolens.cli import data, demo, detect, evaluate, explain, export, mil, sanity, train, view
 
-    for module in (data, train, explain, evaluate, sanity, detect, demo, mil, export):
+    for module in (data, train, explain, evaluate, sanity, detect, demo, mil, export, view):
         module.register(app)
 
 

@@ -3,7 +3,9 @@
 Detections are matched to ground truth greedily by score (same class, IoU >= 0.5, each truth used once), as
 in VOC/COCO evaluation. A detection left unmatched is a false positive, explained as it is; a truth box left
 unmatched is a missed object, explained as a target box with a one-hot class vector (D-RISE needs no
-detection to explain a box). The report is a JSON list, PNG overlays and an HTML page showing them.
+detection to explain a box). The report is a JSON list, PNG overlays and an HTML page showing them; the raw
+maps of each image (``maps/<image>.npy``, float16, one per item) and ``images.json`` (each image's file, size,
+detections and expert boxes) let ``iconolens view`` open the report in the interactive viewer.
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ class Failure:
     overlay: str
     masks_used: int
     note: str
+    #: The image's raw maps (relative to the report) and this item's row in them.
+    map_file: str = ""
+    map_index: int = 0
 
 
 def failure_report(
@@ -101,6 +106,7 @@ def failure_report(
     """Explain every false positive (score >= ``min_score``) and missed object; write JSON, PNGs and HTML."""
     out_dir = Path(out_dir)
     failures: list[Failure] = []
+    images: list[dict[str, object]] = []
     index = {c: i for i, c in enumerate(detector.classes)}
     done = 0
     for sample, found in progress(list(zip(dataset.samples, predictions)), "explaining failures"):
@@ -126,11 +132,23 @@ def failure_report(
         targets = targets_from_boxes(boxes, [index[item[2]] for item in items], len(detector.classes))
         result = drise(detector, pixels, targets, n_masks=n_masks, batch_size=batch_size, seed=seed,
                        tolerance=tolerance, window=window)
+        map_file = f"maps/{_safe(sample.id)}.npy"
+        buffer = io.BytesIO()
+        np.save(buffer, result.maps.numpy().astype(np.float16))
+        write_bytes_atomically(out_dir / map_file, buffer.getvalue())
         for k, (kind, box, label, score) in enumerate(items):
             name = f"{_safe(sample.id)}_{k}_{kind.replace(' ', '-')}.png"
             write_bytes_atomically(out_dir / "maps" / name, overlay_png(pixels, result.maps[k], boxes[k]))
             failures.append(Failure(sample.id, kind, label, tuple(float(v) for v in box), score,
-                                    f"maps/{name}", result.masks_used, result.summary()))
+                                    f"maps/{name}", result.masks_used, result.summary(), map_file, k))
+        images.append({
+            "id": sample.id, "file": str(sample.path), "width": image.size[0], "height": image.size[1],
+            "split": sample.split, "labels": list(sample.labels),
+            "detections": [[*p.xyxy, p.label, p.score] for p in found],
+            "truth": [[*b.xyxy, b.label] for b in truth],
+        })
+    write_json_atomically(out_dir / "images.json", {"classes": list(detector.classes), "min_score": min_score,
+                                                    "images": images})
     write_json_atomically(out_dir / "failures.json", [asdict(f) for f in failures])
     write_text_atomically(out_dir / "failures.html", _html(failures))
     return failures
