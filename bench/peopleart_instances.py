@@ -10,6 +10,8 @@ anywhere on the weak side: expert boxes only score what each stage produced. One
   (``iconolens boxes --segments``);
 * ``layercam-fused-one-box-448``, ``layercam-fused-instances-448``: the same two recipes on LayerCAM maps fused
   over the stride 8, 16 and 32 stages (56 x 56 at 448 px) instead of CAM's 14 x 14;
+* ``faces-448``: one figure box per face MTCNN finds (the canon's proportions), the one-box-448 box where it
+  finds none (``iconolens detect weak --source faces``);
 * ``mil``: multiple-instance learning over proposals without refinement (WSDDN), and ``mil-refined`` with
   online refinement (``iconolens mil``);
 * each chain's self-training rounds (``iconolens detect weak``).
@@ -53,6 +55,7 @@ SOURCES = {
     "one-box-448": ("one-box", 448, "cam"),
     "instances-448": ("instances", 448, "cam"),
     "segments-448": ("segments", 448, "cam"),
+    "faces-448": ("faces", 448, "cam"),
     "mil": ("mil", 0, ""),
     "mil-refined": ("mil", 0, ""),
     "layercam-fused-one-box-448": ("one-box", 448, "layercam_fused"),

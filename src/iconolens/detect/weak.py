@@ -46,8 +46,8 @@ from iconolens.evaluate.segments import SegmentSeeds
 from iconolens.explain.store import MapStore
 from iconolens.run import RunDirectory
 
-BoxSource = Literal["one-box", "instances", "segments", "mil"]
-BOX_SOURCES: tuple[str, ...] = ("one-box", "instances", "segments", "mil")
+BoxSource = Literal["one-box", "instances", "segments", "mil", "faces"]
+BOX_SOURCES: tuple[str, ...] = ("one-box", "instances", "segments", "mil", "faces")
 
 
 @dataclass(frozen=True)
@@ -151,13 +151,19 @@ def first_pseudo_boxes(run: RunDirectory, train: Dataset, plan: WeakDetectionPla
         from iconolens.detect.mil import mil_boxes
 
         return mil_boxes(train, seed=plan.seed)
+    one_box = BoxRecipe(level="figure", gate=False, percentile=70.0)
     recipe = {
         "instances": plan.recipe,
         "segments": BoxRecipe(level="figure", gate=False, segments=SegmentSeeds()),
-        "one-box": BoxRecipe(level="figure", gate=False, percentile=70.0),
+        "one-box": one_box,
+        "faces": one_box,
     }[plan.source]
     store = MapStore(run.maps_dir(plan.method))
-    derived = derive_boxes(train, store, recipe, method=plan.method)
+    derived = replace(derive_boxes(train, store, recipe, method=plan.method), method=f"{plan.method}-one-box")
+    if plan.source == "faces":
+        from iconolens.detect.face_figures import face_figure_boxes
+
+        return face_figure_boxes(train, store=store, fallback=derived)
     return replace(derived, method=f"{plan.method}-{plan.source}")
 
 
