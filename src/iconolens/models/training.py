@@ -4,7 +4,8 @@
   and a head is trained on them: a softmax/sigmoid layer by RMSprop (lr 1e-3), a linear SVM, or a
   random forest (scores only).
 - ``fine-tune``: every layer (or all but a frozen prefix) trained by SGD, Nesterov momentum 0.9, lr 1e-3;
-  batch-norm layers keep their ImageNet statistics unless ``update_batch_norm`` is set.
+  batch-norm layers keep their ImageNet statistics unless ``update_batch_norm`` is set. A frozen prefix of
+  the feature stages runs once per image, not once per epoch (see ``iconolens.models.frozen_prefix``).
 - ``scratch``: the same training from He-uniform initialisation.
 
 Early stopping watches the validation loss and keeps the best epoch. Multi-label tasks use a sigmoid,
@@ -40,6 +41,7 @@ from iconolens.models.backbones import (
 from iconolens.models.checkpoint import load_checkpoint, load_run_model, save_checkpoint
 from iconolens.models.features import cached_features, feature_cache_key, pooled_features
 from iconolens.models.fitting import EpochCallback, FitSettings, fit, predict_logits
+from iconolens.models.frozen_prefix import cacheable_prefix, prefix_outputs, skipping
 from iconolens.models.labelled_images import (
     LabelledImages,
     check_classes,
@@ -251,14 +253,26 @@ def train_classifier(
             eval_modules += [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(trainable, lr=config.learning_rate, momentum=0.9, nesterov=True)
-        result = fit(
-            model, train.images, train.targets, val.images, val.targets,
-            prepare=pixels, train_loss=train_loss.to(where), val_loss=val_loss, optimizer=optimizer,
-            settings=settings, state_path=state_path,
-            fingerprint=_fingerprint(config, "network", train, val, classes),
-            val_score=_val_score(task), sample_weights=sample_weights, frozen_modules=eval_modules,
-            on_epoch_end=on_epoch_end, description=f"training {config.backbone}",
-        )
+        prefix = cacheable_prefix(model, frozen)
+        train_in, val_in, prepare = train.images, val.images, pixels
+        if prefix:
+            # The frozen prefix sees the same images every epoch and learns nothing: run it once.
+            cached_train = prefix_outputs(model, prefix, train.images, pixels, config.batch_size * 2)
+            cached_val = None if cached_train is None else prefix_outputs(
+                model, prefix, val.images, pixels, config.batch_size * 2)
+            if cached_train is None or cached_val is None:
+                prefix = []
+            else:
+                train_in, val_in, prepare = cached_train, cached_val, lambda x: x.to(where)
+        with skipping(prefix):
+            result = fit(
+                model, train_in, train.targets, val_in, val.targets,
+                prepare=prepare, train_loss=train_loss.to(where), val_loss=val_loss, optimizer=optimizer,
+                settings=settings, state_path=state_path,
+                fingerprint=_fingerprint(config, "network", train, val, classes),
+                val_score=_val_score(task), sample_weights=sample_weights, frozen_modules=eval_modules,
+                on_epoch_end=on_epoch_end, description=f"training {config.backbone}",
+            )
         model.load_state_dict(result.best_state)
         for parameter in model.parameters():
             parameter.requires_grad_(True)
