@@ -307,11 +307,12 @@ def weak(
     split: str = typer.Option("train", "--split", help="Split the classifier's maps, the pseudo boxes and the detector use."),
     source: str = typer.Option(
         "one-box", "--source",
-        help="Pseudo boxes of round 0: one-box (one box around each map's foreground, the best measured on "
-        "People-Art), segments (boxes snapped to the painted objects the map points at, by GrabCut), instances "
-        "(several per map: peaks grown into regions), mil (multiple-instance learning over proposals) or faces (one "
-        "figure box per face a pretrained face detector finds, by the canon's proportions; the class from the "
-        "labels and maps; images without a face keep their one-box box).",
+        help="Pseudo boxes of round 0: one-box (one box around each map's foreground; any class), faces (for "
+        "classes that are human figures: one box per face a pretrained face detector finds, by the canon's "
+        "proportions, the class from the labels and maps, one-box where no face is found; the best measured "
+        "on People-Art's people), segments (boxes snapped to the painted objects the map points at, by "
+        "GrabCut), instances (several per map: peaks grown into regions) or mil (multiple-instance learning "
+        "over proposals).",
     ),
     method: str = typer.Option("cam", "--method", help="Saliency method whose maps give the boxes (all sources but mil)."),
     map_size: int = typer.Option(448, "--map-size", min=32, help="Input size the maps are computed at (14 x 14 maps at 448 px)."),
