@@ -170,3 +170,17 @@ def test_drise_explanations_open_with_one_target_per_explained_box(tmp_path: Pat
     detail = _payload(site / "data" / "images" / f"{entry['k']}.js")[1]
     assert detail["maps"]["drise"]["targets"] == ["detection 1: person (0.90)", "detection 2: face (0.70)"]
     assert detail["maps"]["drise"]["boxes"][1][:4] == [20, 5, 40, 25]
+
+
+def test_a_nan_probability_and_an_all_nan_map_still_give_a_site(tmp_path: Path) -> None:
+    """A NaN probability is written as null (JSON has no NaN); a map of NaN shows as empty."""
+    run = make_run(tmp_path / "run", n_images=1, unreadable=False, methods=("cam",))
+    sample = run.dataset.samples[0]
+    scores = np.array([np.nan, 0.5, 0.2], dtype=np.float32)
+    maps = np.full((3, 4, 5), np.nan, dtype=np.float32)
+    MapStore(run.root / "maps" / "cam").write(sample.id, maps, scores)
+    site = build_viewer(run.root).parent
+    entry = _index(site)[0]
+    assert entry["p"] == [None, 0.5, 0.2]
+    detail = _payload(site / "data" / "images" / f"{entry['k']}.js")[1]
+    assert detail["maps"]["cam"]["w"] == 5 and detail["maps"]["cam"]["h"] == 4

@@ -96,7 +96,7 @@ def _entry(image: ViewerImage, key: str) -> dict[str, Any]:
     gw, gh = working_size(image.width, image.height)
     return {
         "k": key, "id": image.id, "s": image.split, "w": image.width, "h": image.height, "gw": gw, "gh": gh,
-        "l": list(image.labels), "p": [round(float(p), 4) for p in image.probabilities],
+        "l": list(image.labels), "p": [_finite(round(float(p), 4)) for p in image.probabilities],
         "d": list(image.predicted), "o": sorted(image.outcome), "n": len(image.maps),
         "m": {k: _finite(v) for k, v in image.measures.items()},
     }
