@@ -184,3 +184,25 @@ def test_a_nan_probability_and_an_all_nan_map_still_give_a_site(tmp_path: Path) 
     assert entry["p"] == [None, 0.5, 0.2]
     detail = _payload(site / "data" / "images" / f"{entry['k']}.js")[1]
     assert detail["maps"]["cam"]["w"] == 5 and detail["maps"]["cam"]["h"] == 4
+
+
+def test_a_rebuild_measures_again_only_the_maps_that_changed(tmp_path: Path, monkeypatch) -> None:
+    from iconolens.viewer.classifier_run import ClassifierRunContent
+
+    run = make_run(tmp_path / "run", n_images=3, unreadable=False, map_size=(64, 48), methods=("cam",))
+    site = build_viewer(run.root).parent
+    calls = []
+    original = ClassifierRunContent._measure
+    monkeypatch.setattr(ClassifierRunContent, "_measure",
+                        lambda self, sample, *args: (calls.append(sample.id), original(self, sample, *args)))
+    before = {e["id"]: e["m"] for e in _index(build_viewer(run.root).parent)}
+    assert calls == []  # nothing changed: every measure came from the cache
+    sample = run.dataset.samples[1]
+    maps = np.zeros((3, 48, 64), dtype=np.float32)
+    maps[CLASSES.index(sample.labels[0]), 6:36, 4:22] = 1.0  # exactly its figure box
+    MapStore(run.root / "maps" / "cam").write(sample.id, maps, run.scores[sample.id])
+    after = {e["id"]: e["m"] for e in _index(build_viewer(run.root).parent)}
+    assert calls == [sample.id]
+    assert after[sample.id]["cam:figure:global_iou"] == pytest.approx(1.0) != before[sample.id]["cam:figure:global_iou"]
+    assert {k: v for k, v in after.items() if k != sample.id} == {k: v for k, v in before.items() if k != sample.id}
+    assert (site / "data" / "measures-cache.json").is_file()

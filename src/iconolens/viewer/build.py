@@ -48,10 +48,12 @@ def _build(folder: Path, out: str | Path | None, split: str | None, title: str |
         raise BadInputError("folder does not exist", folder)
     out = Path(out) if out is not None else folder / "viewer"
     if (folder / "dataset.json").is_file():
-        content = ClassifierRunContent(folder, split)
+        content = ClassifierRunContent(folder, split, cache=out / "data" / "measures-cache.json")
         samples = content.samples()
-        return write_viewer(out, lambda: content.header(title or f"iconolens: {folder.resolve().name}"),
+        page = write_viewer(out, lambda: content.header(title or f"iconolens: {folder.resolve().name}"),
                             _classifier_images(content, samples), total=len(samples))
+        content.save_cache()
+        return page
     if is_failure_report(folder):
         header, images = failure_report_content(folder)
     elif is_explanation_folder(folder):

@@ -3,12 +3,15 @@
 Per-image measures are the run's localisation measures (component IoU, global IoU, box coverage, irrelevant
 attention) of each method against the image's expert boxes, at the threshold where that method scored best
 over the whole run (``localisation_*_peaks.csv`` from ``iconolens evaluate``), else at the level's default
-threshold; an image's value is the mean over its labelled classes.
+threshold; an image's value is the mean over its labelled classes. They are the costly part of a build, so
+they are kept in a cache file beside the site and reused while an image's map file, boxes and thresholds stay
+the same.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -116,8 +119,17 @@ def _outcome(labels: Sequence[str], predicted: Sequence[str], have_predictions: 
 class ClassifierRunContent:
     """Reads a classifier run once (dataset, stores, model metadata, thresholds) and yields its images."""
 
-    def __init__(self, run_root: str | Path, split: str | None = None) -> None:
+    def __init__(self, run_root: str | Path, split: str | None = None, cache: Path | None = None) -> None:
         self.run = RunDirectory(run_root)
+        self.cache_path = cache
+        self.cache: dict[str, dict] = {}
+        self.used: set[str] = set()
+        if cache is not None and cache.is_file():
+            try:
+                loaded = json.loads(cache.read_text(encoding="utf-8"))
+                self.cache = loaded if isinstance(loaded, dict) else {}
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                self.cache = {}  # a damaged cache only costs the time to measure again
         if not self.run.dataset_json.is_file():
             raise BadInputError("not a run folder: dataset.json is missing (make one with `iconolens data split`)",
                                 self.run.root)
@@ -175,7 +187,7 @@ class ClassifierRunContent:
             maps[method] = MapSet(tuple(store.classes), raw)
             if not len(scores):
                 scores = method_scores
-            self._measure(sample, method, store.classes, raw, (height, width), measures, per_target)
+            self._cached_measure(sample, method, store, raw, (height, width), measures, per_target)
         predicted = _predictions(self.meta, self.classes, scores)
         expert = tuple((*b.xyxy, b.label, b.level, b.figure_class) for b in sample.boxes)
         stored = {name: tuple(by_image.get(sample.id, ())) for name, by_image in self.boxes.items()
@@ -186,6 +198,34 @@ class ClassifierRunContent:
             outcome=_outcome(sample.labels, predicted, self.meta is not None and len(scores) > 0),
             expert_boxes=expert, stored_boxes=stored, maps=maps, measures=measures, target_measures=per_target,
         )
+
+    def save_cache(self) -> None:
+        """Write the measures of this build for the next one."""
+        if self.cache_path is not None:
+            from iconolens.atomic import write_json_atomically
+
+            write_json_atomically(self.cache_path, {k: v for k, v in self.cache.items() if k in self.used})
+
+    def _cached_measure(self, sample: Sample, method: str, store: MapStore, raw: np.ndarray, size: tuple[int, int],
+                        measures: dict[str, float], per_target: dict[str, dict[str, float]]) -> None:
+        """``_measure``, or its result from the cache when nothing it depends on has changed."""
+        stat = store.path_for(sample.id).stat()
+        thresholds = {lv: [self._threshold(method, m.key, lv) for m in LOCALISATION_METRICS] for lv in self.levels}
+        state = json.dumps([stat.st_size, stat.st_mtime_ns, list(size), thresholds, list(store.classes),
+                            [[*b.xyxy, b.label, b.level] for b in sample.boxes], list(sample.labels)])
+        signature = hashlib.sha1(state.encode("utf-8")).hexdigest()
+        key = f"{method}\0{sample.id}"
+        self.used.add(key)
+        entry = self.cache.get(key)
+        if not (isinstance(entry, dict) and entry.get("signature") == signature):
+            own: dict[str, float] = {}
+            own_targets: dict[str, dict[str, float]] = {}
+            self._measure(sample, method, store.classes, raw, size, own, own_targets)
+            entry = {"signature": signature, "measures": own, "targets": own_targets}
+            self.cache[key] = entry
+        measures.update(entry["measures"])
+        for target, values in entry["targets"].items():
+            per_target.setdefault(target, {}).update(values)
 
     def _measure(self, sample: Sample, method: str, classes: Sequence[str], raw: np.ndarray,
                  size: tuple[int, int], measures: dict[str, float], per_target: dict[str, dict[str, float]]) -> None:
