@@ -47,3 +47,17 @@ def test_long_tables_are_linked_not_dumped(tmp_path: Path) -> None:
 def test_empty_run_gives_a_page_that_says_so(tmp_path: Path) -> None:
     text = write_run_report(tmp_path / "empty").read_text(encoding="utf-8")
     assert "no results yet" in text
+
+
+def test_files_the_collection_could_not_use_are_listed_with_their_reason(tmp_path: Path) -> None:
+    from iconolens.data.dataset_json import save_dataset_json
+    from iconolens.data.records import Dataset, Problem, Sample
+
+    image = tmp_path / "ok.png"
+    Image.new("RGB", (8, 8)).save(image)
+    dataset = Dataset((Sample("ok", image, ("a",)),), ("a", "b"),
+                      problems=(Problem("broken <1>.jpg", "the file is truncated"),))
+    save_dataset_json(dataset, tmp_path / "run" / "dataset.json")
+    text = write_run_report(tmp_path / "run").read_text(encoding="utf-8")
+    assert "<td>broken &lt;1&gt;.jpg</td><td>the file is truncated</td>" in text
+    assert "1 file(s) of the collection could not be used" in text

@@ -173,6 +173,22 @@ def _other_figures(page, folders: list[Path]) -> str:
     return "<h2>Other figures</h2>\n" + _figures(images, page.base)
 
 
+def _problems_section(run: RunDirectory) -> str:
+    """The files of the collection that could not be used (unreadable, corrupt, too large), with the reason."""
+    try:
+        problems = json.loads(run.dataset_json.read_text(encoding="utf-8")).get("problems", [])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return ""
+    if not isinstance(problems, list) or not problems:
+        return ""
+    rows = [f"<tr><td>{html.escape(str(p.get('path', '')))}</td><td>{html.escape(str(p.get('message', '')))}</td></tr>"
+            for p in problems[:MAX_TABLE_ROWS] if isinstance(p, dict)]
+    more = (f"<p>and {len(problems) - MAX_TABLE_ROWS} more, listed under <code>problems</code> in "
+            f"<code>dataset.json</code>.</p>" if len(problems) > MAX_TABLE_ROWS else "")
+    return (f"<h2>Images left out</h2><p>{len(problems)} file(s) of the collection could not be used and are in "
+            "no result above:</p><table><tr><th>file</th><th>problem</th></tr>" + "".join(rows) + f"</table>{more}")
+
+
 def _guarded(title: str, build: Callable[[], str]) -> tuple[str, bool]:
     """A section's HTML and whether it has content; a section that fails becomes one sentence, never a
     traceback, so one damaged file costs its section only."""
@@ -199,6 +215,7 @@ def write_run_report(run_root: str | Path, title: str = "iconolens report") -> P
     page = Page(run)
     parts, found = [], False
     rest = [
+        ("problems", "Images left out", lambda: _problems_section(run)),
         ("methods", "Saliency methods", lambda: _methods_section(run, report)),
         ("sanity", "Sanity checks", lambda: _sanity_section(run, report)),
         ("other-tables", "Other tables",
