@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Optional
 
@@ -227,79 +226,22 @@ def explain(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Explain every detection (or given boxes) of each image with D-RISE, all targets in one pass over the masks."""
-    import numpy as np
     import torch
 
-    from iconolens.atomic import write_bytes_atomically, write_json_atomically
-    from iconolens.data.images import load_image
-    from iconolens.data.web_annotations import write_explanation_page
-    from iconolens.detect.detections import targets_from_boxes
-    from iconolens.detect.evaluation import image_tensor
-    from iconolens.detect.failures import overlay_png
-    from iconolens.detect.measures import average_saliency, detection_perturbation_curves, pointing_game
-    from iconolens.explain.drise import drise
+    from iconolens.detect.explanations import DriseSettings, explain_images
 
     torch.set_num_threads(threads)
     # Masked images are scored against every detection the model makes; only the targets obey --min-score.
     detector, sizes = _detector(model, mtcnn, 0.0, device)
     min_size, max_size = sizes if sizes is not None else (size, size)
     given = [_parse_box(text) for text in box]
-    index = {c: i for i, c in enumerate(detector.classes)}
     for _, label in given:
-        if label not in index:
+        if label not in detector.classes:
             raise BadInputError(f"--box label {label!r} is not a class of the detector ({', '.join(detector.classes)})")
-    crops, crop_boxes = [], []
-    for path in images:
-        image = load_image(path)
-        pixels, scale = image_tensor(image, min_size, max_size)
-        if not given:
-            found = detector(pixels[None])[0]
-            targets = found.select(found.scores >= min_score)
-        else:
-            targets = targets_from_boxes([[v * scale for v in b] for b, _ in given], [index[l] for _, l in given],
-                                         len(detector.classes))
-        result = drise(detector, pixels, targets, n_masks=masks, grid=grid, keep=keep, batch_size=batch_size,
-                       seed=seed, tolerance=tolerance, window=window)
-        folder = out / path.stem
-        buffer = io.BytesIO()
-        np.save(buffer, result.maps.numpy().astype(np.float16))
-        write_bytes_atomically(folder / "maps.npy", buffer.getvalue())
-        entries = []
-        for k in range(len(result.targets)):
-            target = result.targets.select([k])
-            working_box = target.boxes[0].tolist()
-            entry = {
-                "box": [v / scale for v in working_box],
-                "label": detector.classes[int(target.labels[0])],
-                "score": None if given else float(target.scores[0]),
-                "pointing_game": pointing_game(result.maps[k], working_box),
-                "overlay": f"target_{k}.png",
-            }
-            if faithfulness_steps:
-                curves = detection_perturbation_curves(detector, pixels, result.maps[k], target,
-                                                       steps=faithfulness_steps, batch_size=batch_size)
-                entry["deletion_auc"], entry["insertion_auc"] = curves.deletion_auc, curves.insertion_auc
-            write_bytes_atomically(folder / entry["overlay"], overlay_png(pixels, result.maps[k], working_box))
-            crops.append(result.maps[k].numpy())
-            crop_boxes.append(working_box)
-            entries.append(entry)
-        write_explanation_page(folder / "explanation.annotations.json", path, image.size, entries)
-        write_json_atomically(folder / "explanation.json", {
-            "image": str(path), "working_scale": scale, "map_size": list(pixels.shape[1:]),
-            "masks_used": result.masks_used, "converged": result.converged,
-            "masks_without_detections": result.masks_without_detections, "summary": result.summary(),
-            "targets": entries,
-        })
-        console.print(f"{path.name}: {result.summary()}")
-    if len(crops) > 1:
-        from PIL import Image
-
-        average = average_saliency(crops, crop_boxes)
-        picture = Image.fromarray((average * 255).round().astype(np.uint8)).resize((128, 128))
-        buffer = io.BytesIO()
-        picture.save(buffer, format="PNG")
-        write_bytes_atomically(out / "average_saliency.png", buffer.getvalue())
-        write_json_atomically(out / "average_saliency.json", {"targets": len(crops), "map": average.tolist()})
+    settings = DriseSettings(n_masks=masks, grid=grid, keep=keep, batch_size=batch_size, seed=seed,
+                             tolerance=tolerance, window=window, faithfulness_steps=faithfulness_steps)
+    explain_images(detector, images, out, settings, given=given, min_score=min_score, min_size=min_size,
+                   max_size=max_size, on_image=lambda path, summary: console.print(f"{path.name}: {summary}"))
 
 
 def weak(
