@@ -93,3 +93,21 @@ def test_mtcnn_finds_no_face_on_a_blank_canvas() -> None:
     from iconolens.detect.face_figures import mtcnn_faces
 
     assert mtcnn_faces()(torch.full((3, 120, 160), 0.5)) == []
+
+
+def test_a_face_outside_everything_its_classs_map_points_at_gives_no_figure(tmp_path: Path) -> None:
+    dataset = Dataset((Sample("horse", _image(tmp_path, "horse", (100, 100)), ("horse",)),), ("horse",))
+    store = MapStore(tmp_path / "maps")
+    store.initialise(["horse"], "cam", {})
+    maps = np.zeros((1, 10, 10), dtype=np.float32)
+    maps[0, 6:, 6:] = 1.0  # the horse, bottom right
+    store.write("horse", maps, np.array([0.9], dtype=np.float32))
+
+    def faces(pixels):  # a rider's face over the horse, and a bystander's far from it (top left)
+        return [(65, 50, 75, 60, 0.99), (5, 2, 9, 6, 0.98)]
+
+    derived = face_figure_boxes(dataset, faces=faces, store=store)
+    assert [b.xyxy for b in derived.boxes] == [FigureProportions().figure_box((65, 50, 75, 60), 100, 100)]
+    assert derived.counts["outside_the_map"] == 1
+    everyone = face_figure_boxes(dataset, faces=faces, store=store, map_percentile=None)
+    assert len(everyone.boxes) == 2

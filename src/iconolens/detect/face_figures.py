@@ -31,6 +31,8 @@ from iconolens.explain.store import MapStore
 from iconolens.progress import progress
 
 Faces = Callable[[torch.Tensor], list[tuple[float, float, float, float, float]]]
+#: A face's figure must reach this percentile of its class's map (the one-box recipe's foreground threshold).
+MAP_PERCENTILE = 70.0
 
 
 @dataclass(frozen=True)
@@ -78,23 +80,32 @@ def _pixels(sample: Sample, max_side: int) -> tuple[torch.Tensor, float, tuple[i
     return pixels, scale, size
 
 
-def _class_of(sample: Sample, box: tuple[float, float, float, float], store: MapStore | None,
-              size: tuple[int, int]) -> str | None:
-    """The image label this figure shows: the only one, or the one whose map is strongest inside the box."""
-    if len(sample.labels) == 1:
-        return sample.labels[0]
+def _label_maps(sample: Sample, store: MapStore | None, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The image's normalised maps of its labels, at the image's size (none without stored maps)."""
     if store is None or not store.has(sample.id):
-        return None
+        return {}
     raw, _ = store.read(sample.id)
     index = {c: i for i, c in enumerate(store.classes)}
     labels = [c for c in sample.labels if c in index]
     if not labels:
-        return None
+        return {}
     width, height = size
-    maps = normalised_maps(raw[[index[c] for c in labels]], (height, width))
+    return dict(zip(labels, normalised_maps(raw[[index[c] for c in labels]], (height, width))))
+
+
+def _inside(saliency: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     x0, y0, x1, y1 = (int(round(v)) for v in box)
-    inside = [float(m[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)].mean()) for m in maps]
-    return labels[int(np.argmax(inside))]
+    return saliency[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
+
+
+def _class_of(sample: Sample, box: tuple[float, float, float, float], maps: dict[str, np.ndarray]) -> str | None:
+    """The image label this figure shows: the only one, or the one whose map is strongest inside the box."""
+    if len(sample.labels) == 1:
+        return sample.labels[0]
+    if not maps:
+        return None
+    names = list(maps)
+    return names[int(np.argmax([float(_inside(maps[c], box).mean()) for c in names]))]
 
 
 def face_figure_boxes(
@@ -104,14 +115,20 @@ def face_figure_boxes(
     proportions: FigureProportions = FigureProportions(),
     max_side: int = 640,
     fallback: DerivedBoxes | None = None,
+    map_percentile: float | None = MAP_PERCENTILE,
 ) -> DerivedBoxes:
     """A figure box per face found in each labelled image (see the module's docstring); images without a face
     keep their boxes in ``fallback``. A box's score is the face's probability: the image label already says the
-    class is there, and a confident face is better evidence of a figure than a map, so these rank first."""
+    class is there, and a confident face is better evidence of a figure than a map, so these rank first.
+
+    With maps in ``store``, a figure is kept only where its class's map reaches the map's ``map_percentile``-th
+    percentile inside the box (the one-box recipe's foreground) and is not zero there: a face away from
+    everything the class's map points at belongs to someone else (a bystander in a painting labelled "horse")."""
     faces = faces or mtcnn_faces()
     boxes: list[DerivedBox] = []
     selected: list[str] = []
-    counts = {"images": 0, "faces": 0, "unreadable_images": 0, "no_face": 0, "class_unknown": 0}
+    counts = {"images": 0, "faces": 0, "unreadable_images": 0, "no_face": 0, "class_unknown": 0,
+              "outside_the_map": 0}
     for sample in progress([s for s in dataset.samples if s.labels], "finding faces"):
         counts["images"] += 1
         try:
@@ -120,12 +137,19 @@ def face_figure_boxes(
             counts["unreadable_images"] += 1
             continue
         found = faces(pixels)
+        maps = _label_maps(sample, store, size) if found else {}
+        cuts = {c: float(np.percentile(m, map_percentile)) for c, m in maps.items()} if map_percentile is not None \
+            else {}
         kept = 0
         for *face, probability in found:
             box = proportions.figure_box(tuple(v / scale for v in face), *size)
-            label = _class_of(sample, box, store, size)
+            label = _class_of(sample, box, maps)
             if label is None:
                 counts["class_unknown"] += 1
+                continue
+            peak = float(_inside(maps[label], box).max()) if label in cuts else 1.0
+            if label in cuts and not (peak >= cuts[label] and peak > 0.0):  # a map that is zero there points elsewhere
+                counts["outside_the_map"] += 1
                 continue
             boxes.append(DerivedBox(sample.id, label, *box, mean_activation=probability, probability=1.0))
             kept += 1
