@@ -37,3 +37,18 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         write_atomically(path, broken)
     assert path.read_text(encoding="utf-8") == '{\n  "x": 1\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_an_array_is_written_as_npy_that_numpy_reads_back_without_pickle(tmp_path) -> None:
+    import numpy as np
+    import pytest
+
+    from iconolens.atomic import write_array_atomically
+
+    values = np.arange(12, dtype=np.float16).reshape(3, 4)
+    path = write_array_atomically(tmp_path / "a.npy", values)
+    back = np.load(path, allow_pickle=False)
+    assert back.dtype == np.float16 and (back == values).all()
+    with pytest.raises(ValueError):
+        write_array_atomically(tmp_path / "b.npy", np.array([{"not": "numbers"}], dtype=object))
+    assert not (tmp_path / "b.npy").exists()

@@ -48,5 +48,13 @@ def write_text_atomically(path: str | Path, text: str) -> Path:
     return write_bytes_atomically(path, text.encode("utf-8"))
 
 
+def write_array_atomically(path: str | Path, array: Any) -> Path:
+    """An array as a ``.npy`` file (no pickled objects), written atomically."""
+    import numpy as np
+
+    values = np.asarray(array)
+    return write_atomically(path, lambda handle: np.save(handle, values, allow_pickle=False))
+
+
 def write_json_atomically(path: str | Path, obj: Any) -> Path:
     return write_text_atomically(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from iconolens.atomic import write_bytes_atomically, write_json_atomically
+from iconolens.atomic import write_array_atomically, write_bytes_atomically, write_json_atomically
 from iconolens.data.images import load_image
 from iconolens.data.web_annotations import write_explanation_page
 from iconolens.detect.detections import Detector, targets_from_boxes
@@ -41,12 +41,6 @@ class DriseSettings:
     tolerance: float | None = None
     window: int = 250
     faithfulness_steps: int = 0
-
-
-def _save_maps(path: Path, maps: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, maps.astype(np.float16))
-    write_bytes_atomically(path, buffer.getvalue())
 
 
 def explain_images(
@@ -77,7 +71,7 @@ def explain_images(
                        batch_size=settings.batch_size, seed=settings.seed, tolerance=settings.tolerance,
                        window=settings.window)
         folder = out / path.stem
-        _save_maps(folder / "maps.npy", result.maps.numpy())
+        write_array_atomically(folder / "maps.npy", result.maps.numpy().astype(np.float16))
         entries = []
         for k in range(len(result.targets)):
             target = result.targets.select([k])

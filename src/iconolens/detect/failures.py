@@ -22,7 +22,12 @@ from PIL import Image
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from iconolens.atomic import write_bytes_atomically, write_json_atomically, write_text_atomically
+from iconolens.atomic import (
+    write_array_atomically,
+    write_bytes_atomically,
+    write_json_atomically,
+    write_text_atomically,
+)
 from iconolens.data.images import load_image
 from iconolens.data.records import Box, Dataset
 from iconolens.detect.detections import Detector, targets_from_boxes
@@ -133,9 +138,7 @@ def failure_report(
         result = drise(detector, pixels, targets, n_masks=n_masks, batch_size=batch_size, seed=seed,
                        tolerance=tolerance, window=window)
         map_file = f"maps/{_safe(sample.id)}.npy"
-        buffer = io.BytesIO()
-        np.save(buffer, result.maps.numpy().astype(np.float16))
-        write_bytes_atomically(out_dir / map_file, buffer.getvalue())
+        write_array_atomically(out_dir / map_file, result.maps.numpy().astype(np.float16))
         for k, (kind, box, label, score) in enumerate(items):
             name = f"{_safe(sample.id)}_{k}_{kind.replace(' ', '-')}.png"
             write_bytes_atomically(out_dir / "maps" / name, overlay_png(pixels, result.maps[k], boxes[k]))

@@ -7,7 +7,6 @@ same cached matrix; the cache key covers the backbone, its weights, the input si
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from iconolens.atomic import write_bytes_atomically
+from iconolens.atomic import write_array_atomically
 from iconolens.models.backbones import classifier_head
 from iconolens.models.transforms import normalise
 from iconolens.progress import progress
@@ -67,7 +66,5 @@ def cached_features(cache_dir: Path, key: str, compute: Callable[[], torch.Tenso
         except (OSError, ValueError):
             pass  # a damaged cache is recomputed
     features = compute()
-    buffer = io.BytesIO()
-    np.save(buffer, features.numpy().astype(np.float32), allow_pickle=False)
-    write_bytes_atomically(path, buffer.getvalue())
+    write_array_atomically(path, features.numpy().astype(np.float32))
     return features

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from iconolens.errors import BadInputError
+from iconolens.data.images import image_size
+from iconolens.errors import BadInputError, IconolensError
 from iconolens.viewer.content import BoxRow, MapSet, Measure, ViewerHeader, ViewerImage
 
 METHOD = "drise"
@@ -124,9 +126,6 @@ def _explanations(folder: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
 
 def explanation_content(folder: Path) -> tuple[ViewerHeader, list[ViewerImage]]:
     """The images ``iconolens detect explain`` explained, each explained box a map target."""
-    from iconolens.data.images import image_size
-    from iconolens.errors import IconolensError
-
     images, classes, notes = [], [], []
     for sub, data in _explanations(folder):
         try:
@@ -171,7 +170,5 @@ def explanation_content(folder: Path) -> tuple[ViewerHeader, list[ViewerImage]]:
 
 def _with_best_scores(image: ViewerImage, classes: tuple[str, ...]) -> ViewerImage:
     """The image with each class's best detection score as its probability (classes are known only at the end)."""
-    from dataclasses import replace
-
     rows = [b for rows in image.stored_boxes.values() for b in rows if b[5] is not None]
     return replace(image, probabilities=_best_scores(classes, rows) if rows else ())

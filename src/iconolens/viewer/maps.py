@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from iconolens.report.overlays import display_size
+
 #: Longer side of the grid on which the viewer thresholds maps and derives boxes (boxes are scaled back to
 #: the image's pixels). Small enough to follow a slider live, large enough for small attributes.
 WORKING_SIDE = 512
@@ -24,10 +26,7 @@ MAX_STORED_SIDE = 128
 
 def working_size(width: int, height: int, max_side: int = WORKING_SIDE) -> tuple[int, int]:
     """``(width, height)`` of the grid maps are thresholded on: the image's own size, or shrunk to ``max_side``."""
-    if max(width, height) <= max_side:
-        return int(width), int(height)
-    scale = max_side / max(width, height)
-    return max(1, int(round(width * scale))), max(1, int(round(height * scale)))
+    return display_size(int(width), int(height), max_side)
 
 
 def quantise_maps(raw: np.ndarray) -> np.ndarray:
