@@ -112,12 +112,12 @@ class CrashingActor(ExplainActor):
         super().__init__(*args, **kwargs)
         self.calls = 0
 
-    def explain(self, batch):
+    def run(self, batch):
         self.calls += 1
         if self.calls == 2 and not os.path.exists(self.flag):
             Path(self.flag).write_text(str(os.getpid()))
             os._exit(1)
-        return super().explain(batch)
+        return super().run(batch)
 
 
 def test_a_worker_killed_mid_run_is_restarted_and_every_image_written_once(

@@ -13,12 +13,12 @@ from iconolens.cli.console import CommandConsole
 from iconolens.data.images import DEFAULT_MAX_PIXELS
 from iconolens.device import DEVICE_HELP
 from iconolens.errors import BadInputError
+from iconolens.ray_pool import ADDRESS_HELP, ENGINE_HELP, check_engine
 
 console = CommandConsole(highlight=False, soft_wrap=True)
 errors = CommandConsole(stderr=True, highlight=False, soft_wrap=True)
 
 DEFAULT_METHODS = "cam,gradcam,gradcampp,smoothgradcampp"
-ENGINES = ("inprocess", "ray")
 
 
 def _split_list(text: str | None) -> list[str]:
@@ -101,13 +101,8 @@ def explain(
         help="Processes decoding and resizing images while the network runs (0: decode in this process).",
     ),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
-    engine: str = typer.Option(
-        "inprocess", "--engine",
-        help="inprocess (this process) or ray (Ray actors, one per CPU; pip install 'iconolens[ray]').",
-    ),
-    address: Optional[str] = typer.Option(
-        None, "--address", help="Ray engine: an existing cluster (e.g. ray://host:10001); default: a local Ray."
-    ),
+    engine: str = typer.Option("inprocess", "--engine", help=ENGINE_HELP),
+    address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
 ) -> None:
     """Compute raw saliency maps for every image of the run and store them under RUN/maps/<method>/.
 
@@ -117,10 +112,7 @@ def explain(
     from iconolens.explain.collection import ExplainSettings, explain_run
     from iconolens.run import RunDirectory
 
-    if engine not in ENGINES:
-        raise BadInputError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
-    if address is not None and engine != "ray":
-        raise BadInputError("--address is for the ray engine; add --engine ray")
+    check_engine(engine, address)
     chosen_methods = _parse_methods(methods)
     directory = RunDirectory(run)
     chosen = _split_list(classes) or None

@@ -7,10 +7,9 @@ actor that holds the model (loaded once per actor from the run's checkpoint), de
 with the shared :func:`explain_batch` and writes the stores itself with the same atomic ``MapStore.write``: the
 workers must see the run directory (a local Ray, or a cluster on a shared file system).
 
-Failures: actors restart and their calls are retried (``max_restarts=-1, max_task_retries=-1``); a retried
-batch skips the images its stores already hold, so nothing is written twice and files are always whole. If the
-driver dies, a new call resumes from the stores like the in-process engine. Plain actors are used, not Ray
-Data: batches are few and heavy, and the stores are the only output.
+Failures and resuming follow :mod:`iconolens.ray_pool`: a retried batch skips the images its stores already
+hold, so nothing is written twice and files are always whole; if the driver dies, a new call resumes from the
+stores like the in-process engine.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from iconolens.atomic import write_json_atomically
-from iconolens.errors import BadInputError
 from iconolens.explain.collection import (
     ExplainOutcome,
     ExplainSettings,
@@ -29,16 +27,8 @@ from iconolens.explain.collection import (
     prepare_explain,
 )
 from iconolens.explain.store import MapStore
+from iconolens.ray_pool import import_ray, map_on_actors
 from iconolens.run import RunDirectory
-
-
-def import_ray() -> Any:
-    """Ray, or one sentence saying how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise BadInputError("the ray engine needs Ray: pip install 'iconolens[ray]'") from None
-    return ray
 
 
 class ExplainActor:
@@ -61,7 +51,7 @@ class ExplainActor:
         self.stores = {m: MapStore(d) for m, d in store_dirs.items()}
         self.indices, self.target, self.activation, self.settings = list(indices), target, activation, settings
 
-    def explain(self, batch: list[Any]) -> tuple[dict[str, int], list[dict[str, str]]]:
+    def run(self, batch: list[Any]) -> tuple[dict[str, int], list[dict[str, str]]]:
         """Explain one batch of samples; returns the images written per method and the unreadable ones."""
         from iconolens.data.stream import decoded_batches
 
@@ -95,41 +85,18 @@ def explain_run_on_ray(
     ``address``: an existing Ray cluster (e.g. ``ray://host:10001``); without it an already initialised Ray is
     used, or a local one with ``workers or 2`` CPUs is started and shut down by this call.
     """
-    ray = import_ray()
+    import_ray()  # before anything is written
     s = settings
     prepared = prepare_explain(run, methods, classes, split, s)
     del prepared.model  # the actors load their own copy
     pending = prepared.pending
     batches = [pending[i:i + s.batch_size] for i in range(0, len(pending), s.batch_size)]
-    problems: list[dict[str, str]] = []
-
-    started = False
-    if not ray.is_initialized():
-        if address is not None:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers or 2, include_dashboard=False, log_to_driver=False)
-        started = True
-    try:
-        if batches:
-            count = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-            count = min(count, len(batches))
-            remote = ray.remote(ExplainActor).options(num_cpus=1, max_restarts=-1, max_task_retries=-1)
-            store_dirs = {m: str(store.directory) for m, store in prepared.stores.items()}
-            actors = [
-                remote.remote(str(run.model_dir), store_dirs, prepared.indices, prepared.target,
-                              prepared.activation, s)
-                for _ in range(count)
-            ]
-            pool = ray.util.ActorPool(actors)
-            outcomes = list(pool.map(lambda actor, batch: actor.explain.remote(batch), batches))
-            for _, batch_problems in outcomes:
-                problems.extend(batch_problems)
-            for actor in actors:
-                ray.kill(actor, no_restart=True)
-    finally:
-        if started:
-            ray.shutdown()
+    store_dirs = {m: str(store.directory) for m, store in prepared.stores.items()}
+    replies = map_on_actors(
+        ExplainActor, (str(run.model_dir), store_dirs, prepared.indices, prepared.target, prepared.activation, s),
+        batches, address=address, workers=workers,
+    )
+    problems = [problem for _, batch_problems in replies for problem in batch_problems]
 
     # Counted from the stores, not from the actors' replies: a batch cut short by a crash wrote files too.
     written = {

@@ -1,0 +1,89 @@
+"""Batches of a stage spread over Ray actors, each holding the stage's model: the engine behind ``--engine ray``.
+
+Every stage that runs on Ray follows one pattern: the driver prepares the work exactly as the in-process engine
+does and cuts it into the same batches; an actor class, built once per worker from plain arguments (paths and
+settings, never a model), processes one batch per call with the library's own per-batch function, writes what
+it produces into the run with the same atomic writes, and returns what the driver must reduce (counts, boxes,
+problems). Actors restart and their calls are retried when a worker dies (``max_restarts=-1,
+max_task_retries=-1``), so a call must be safe to repeat: a stage skips what its outputs already hold.
+
+Plain actors are used, not Ray Data: batches are few and heavy, their outputs are files in the run directory,
+and the driver needs the replies in order. The workers must see the run directory (a local Ray, or a cluster
+on a shared file system).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from iconolens.errors import BadInputError
+
+ENGINES = ("inprocess", "ray")
+ENGINE_HELP = ("inprocess (default) or ray: batches spread over Ray actors, one per CPU, each with its own copy of "
+               "the model, writing the same files (pip install 'iconolens[ray]').")
+ADDRESS_HELP = "Ray engine: an existing cluster (e.g. ray://host:10001); default: a local Ray started for the command."
+
+
+def check_engine(engine: str, address: str | None) -> None:
+    """Refuse an unknown engine, or a cluster address given to the in-process one."""
+    if engine not in ENGINES:
+        raise BadInputError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
+    if address is not None and engine != "ray":
+        raise BadInputError("--address is for the ray engine; add --engine ray")
+
+
+def import_ray() -> Any:
+    """Ray, or one sentence saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise BadInputError("the ray engine needs Ray: pip install 'iconolens[ray]'") from None
+    return ray
+
+
+@contextmanager
+def ray_session(address: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """Ray, connected: to ``address``, to an already initialised Ray, or to a local one with ``workers or 2`` CPUs
+    started here and shut down on leaving."""
+    ray = import_ray()
+    started = False
+    if not ray.is_initialized():
+        if address is not None:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers or 2, include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def map_on_actors(
+    actor_class: type,
+    actor_args: Sequence[Any],
+    batches: Sequence[Any],
+    address: str | None = None,
+    workers: int | None = None,
+    cpus_per_actor: float = 1,
+    gpus_per_actor: float = 0,
+) -> list[Any]:
+    """``actor.run(batch)`` for every batch, on one ``actor_class(*actor_args)`` per CPU (or ``workers`` actors);
+    the replies in the order of ``batches``."""
+    if not batches:
+        return []
+    with ray_session(address, workers) as ray:
+        count = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_actor, 1e-9)))
+        count = min(count, len(batches))
+        remote = ray.remote(actor_class).options(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor,
+                                                 max_restarts=-1, max_task_retries=-1)
+        actors = [remote.remote(*actor_args) for _ in range(count)]
+        try:
+            pool = ray.util.ActorPool(actors)
+            return list(pool.map(lambda actor, batch: actor.run.remote(batch), list(batches)))
+        finally:
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
