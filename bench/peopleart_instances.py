@@ -67,7 +67,8 @@ def plan_for(name: str, args: argparse.Namespace) -> WeakDetectionPlan:
     source, size, method = SOURCES[name]
     return WeakDetectionPlan(source=source, method=method or "cam", map_size=size or 448, iterations=args.iterations,
                              round_iterations=args.round_iterations, rounds=args.rounds, evaluate_split="val",
-                             folder=f"weak-{name}", max_size=args.max_size, backbone=args.backbone)
+                             folder=f"weak-{name}" + ("-incomplete" if args.incomplete_boxes else ""),
+                             max_size=args.max_size, backbone=args.backbone, complete_boxes=not args.incomplete_boxes)
 
 
 def run_at(work: Path, size: int) -> RunDirectory:
@@ -94,6 +95,8 @@ def main() -> None:
     parser.add_argument("--max-size", type=int, default=480)
     parser.add_argument("--backbone", default="mobilenet_v2_fpn")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--incomplete-boxes", action="store_true",
+                        help="train the chains' detectors with background only from paintings without boxes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work: Path = args.work

@@ -13,6 +13,7 @@ from iconolens.detect.checkpoint import DetectorMeta, load_detector, save_detect
 from iconolens.detect.evaluation import evaluate_detector
 from iconolens.detect.faster_rcnn import BACKBONES, FasterRCNNDetector, build_faster_rcnn, classification_trunk
 from iconolens.detect.training import (
+    BackgroundFromEmptyImages,
     BalancedBatches,
     TrainingImage,
     check_detector,
@@ -242,3 +243,44 @@ def test_training_records_its_check_and_can_start_from_a_detector(tmp_path: Path
     with pytest.raises(BadInputError, match="starting detector does not fit"):
         train_detector(dataset, iterations=1, min_size=64, max_size=64, backbone_weights=False,
                        initial_state={"x": torch.zeros(1)})
+
+
+def test_background_is_drawn_only_from_images_without_boxes() -> None:
+    def sampler(labels):  # keeps every positive and every background entry
+        return [(m >= 1).to(torch.uint8) for m in labels], [(m == 0).to(torch.uint8) for m in labels]
+
+    boxed = torch.tensor([1, 0, 0, -1, 2])
+    empty = torch.tensor([0, 0, -1])
+    positives, negatives = BackgroundFromEmptyImages(sampler)([boxed, empty])
+    assert positives[0].tolist() == [1, 0, 0, 0, 1] and positives[1].tolist() == [0, 0, 0]
+    assert negatives[0].tolist() == [0, 0, 0, 0, 0] and negatives[1].tolist() == [1, 1, 0]
+
+
+def test_incomplete_boxes_train_both_stages_without_background_from_boxed_images(tmp_path: Path, monkeypatch) -> None:
+    squares = _squares(tmp_path, n=3)
+    blank = Sample("blank", tmp_path / "blank.png", (), (), 64, 64)
+    Image.fromarray(np.full((64, 64, 3), 40, np.uint8)).save(blank.path)
+    dataset = squares.with_samples((*squares.samples, blank))
+    seen: list[tuple[bool, int]] = []  # (image has a positive entry, background entries drawn)
+    wrapped = BackgroundFromEmptyImages.__call__
+
+    def spy(self, labels):
+        positives, negatives = wrapped(self, labels)
+        seen.extend((bool((m >= 1).any()), int(n.sum())) for m, n in zip(labels, negatives))
+        return positives, negatives
+
+    monkeypatch.setattr(BackgroundFromEmptyImages, "__call__", spy)
+    model, meta = train_detector(dataset, iterations=3, batch_size=2, negative_share=0.5, seed=0, min_size=64,
+                                 max_size=64, backbone_weights=False, complete_boxes=False)
+    assert meta.metrics["complete_boxes"] is False
+    # 3 iterations x 2 stages x 2 images: the boxed image of each batch drew no background, the blank one did
+    assert len(seen) == 12
+    assert all(count == 0 for boxed, count in seen if boxed)
+    assert all(count > 0 for boxed, count in seen if not boxed) and sum(not b for b, _ in seen) == 6
+    assert not isinstance(model.rpn.fg_bg_sampler, BackgroundFromEmptyImages)
+    assert not isinstance(model.roi_heads.fg_bg_sampler, BackgroundFromEmptyImages)
+    seen.clear()
+    train_detector(dataset, iterations=1, batch_size=2, seed=0, min_size=64, max_size=64, backbone_weights=False)
+    assert seen == []
+    with pytest.raises(BadAnnotationError, match="no image to learn background from"):
+        train_detector(squares, iterations=1, min_size=64, max_size=64, backbone_weights=False, complete_boxes=False)

@@ -92,6 +92,11 @@ def train(
         0.25, "--negative-share", min=0.0, max=0.99,
         help="Share of each batch taken from images without boxes (negatives); the rest have boxes.",
     ),
+    incomplete_boxes: bool = typer.Option(
+        False, "--incomplete-boxes",
+        help="The boxes may miss objects of their classes (pseudo boxes do): learn background only from images "
+        "without boxes, so a missed object is never taught as background.",
+    ),
     weights: Optional[Path] = typer.Option(
         None, "--weights", help="ImageNet state dict of the trunk's classifier (default: the file shipped in a package)."
     ),
@@ -115,7 +120,7 @@ def train(
         dataset, iterations=iterations, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
         min_size=min_size, max_size=max_size, backbone=backbone,
         backbone_weights=weights if weights is not None else True, frozen_blocks=frozen_blocks, level=level,
-        negative_share=negative_share, device=device,
+        negative_share=negative_share, complete_boxes=not incomplete_boxes, device=device,
     )
     save_detector(out, model, meta)
     console.print(f"detector for {', '.join(meta.classes)} trained on {meta.metrics['images']} images: {out}")

@@ -7,6 +7,12 @@ of them (``negative_share``): pseudo boxes come for the few images a weak labell
 uniformly from a collection that is mostly negatives teach the box head little but "background", until it
 stops detecting anything.
 
+Pseudo boxes also name only some of an image's objects: the people a weak labeller missed stand in the same
+painting as the ones it boxed. Trained as usual, the detector is taught that those people are background, in
+every positive image, every iteration. With ``complete_boxes=False`` the background samples of both stages
+(the region proposal network's anchors and the box head's proposals) are drawn only from images without boxes,
+where the image labels say there is nothing to find; images with boxes teach only what their boxes are.
+
 A training run ends with a check that it learnt something: a slice of the images with boxes is held out of
 training, and the trained model is run on it. A detector that scores no box above its threshold there has
 collapsed to background; :class:`TrainingCheck` says so in one sentence with what to change. Everything random
@@ -105,6 +111,18 @@ class BalancedBatches:
         return batch
 
 
+class BackgroundFromEmptyImages:
+    """A foreground/background sampler that keeps its wrapped sampler's choice, but draws no background from an
+    image with a box (one whose labels hold a positive entry): its unboxed regions may hold missed objects."""
+
+    def __init__(self, sampler) -> None:
+        self.sampler = sampler
+
+    def __call__(self, labels: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        positives, negatives = self.sampler(labels)
+        return positives, [torch.zeros_like(n) if bool((m >= 1).any()) else n for m, n in zip(labels, negatives)]
+
+
 def held_out_slice(images: list["TrainingImage"], rng: np.random.Generator, fraction: float = 0.05,
                    most: int = 20, least_left: int = 20) -> tuple[list["TrainingImage"], list["TrainingImage"]]:
     """(training images, held-out images with boxes): ``fraction`` of the images with boxes, at most ``most``,
@@ -190,6 +208,7 @@ def train_detector(
     level: str = "figure",
     negative_share: float = 0.25,
     max_grad_norm: float | None = 10.0,
+    complete_boxes: bool = True,
     initial_state: dict[str, Tensor] | None = None,
     log: Callable[[int, float], None] | None = None,
     device: str = "cpu",
@@ -200,7 +219,9 @@ def train_detector(
     drop at three quarters. ``negative_share``: the share of each batch taken from images without boxes.
     ``max_grad_norm``: gradients are clipped to this norm (None: not clipped); without it the EfficientNet-Lite0
     pyramid diverges to NaN within a hundred steps at the default learning rate. A step whose loss is not finite
-    is skipped and counted (``meta.metrics["skipped_steps"]``).
+    is skipped and counted (``meta.metrics["skipped_steps"]``). ``complete_boxes``: whether each image's boxes
+    name every object of the trained classes in it (expert boxes do); False for pseudo boxes, so that background
+    is learnt only from images without boxes (module docstring).
     ``initial_state``: a state dict of a detector of the same classes and backbone to start from (a previous
     self-training round) instead of the ImageNet trunk and fresh layers. ``log(iteration, loss)`` is called after
     every iteration. ``meta.metrics["check"]`` holds the :class:`TrainingCheck` and ``meta.metrics["warning"]``
@@ -225,6 +246,10 @@ def train_detector(
             skipped += 1
     if not any(len(t.boxes) for t in images):
         raise BadAnnotationError(f"no readable image has a box of the classes {', '.join(classes)}", dataset.root)
+    if not complete_boxes and all(len(t.boxes) for t in images):
+        raise BadAnnotationError("every image has boxes, so with incomplete boxes there is no image to learn "
+                                 "background from; add images without the classes or treat the boxes as complete",
+                                 dataset.root)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     images, held = held_out_slice(images, rng)
@@ -237,6 +262,10 @@ def train_detector(
             raise BadInputError(f"the starting detector does not fit a {len(classes)}-class {backbone} detector "
                                 f"({str(exc).splitlines()[0]})") from None
     freeze_backbone_blocks(model, frozen_blocks)
+    samplers = (model.rpn.fg_bg_sampler, model.roi_heads.fg_bg_sampler)
+    if not complete_boxes:
+        model.rpn.fg_bg_sampler = BackgroundFromEmptyImages(samplers[0])
+        model.roi_heads.fg_bg_sampler = BackgroundFromEmptyImages(samplers[1])
     model.to(where)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.SGD(parameters, lr=learning_rate, momentum=0.9, weight_decay=1e-4)
@@ -276,12 +305,14 @@ def train_detector(
         schedule.step()
         if log is not None:
             log(step, float(loss.detach()))
+    model.rpn.fg_bg_sampler, model.roi_heads.fg_bg_sampler = samplers
     model.eval()
     model.to("cpu")
     check = check_detector(model, held or [t for t in images if len(t.boxes)][:20], model.roi_heads.score_thresh,
                            held_out=bool(held))
     metrics = {"iterations": iterations, "seed": seed, "images": len(images) + len(held), "held_out": len(held),
                "unreadable": skipped, "negative_share": negative_share, "max_grad_norm": max_grad_norm,
+               "complete_boxes": complete_boxes,
                "skipped_steps": skipped_steps, "check": check.to_json()}
     if skipped_steps > 0.05 * iterations:
         metrics["warning"] = (f"training diverged: the loss was not finite in {skipped_steps} of {iterations} steps; "

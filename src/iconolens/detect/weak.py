@@ -73,6 +73,7 @@ class WeakDetectionPlan:
     min_size: int = 320
     max_size: int = 480
     negative_share: float = 0.25
+    complete_boxes: bool = True
     # self-training
     rounds: int = 1
     round_iterations: int = 300
@@ -181,7 +182,7 @@ def _train(train: Dataset, boxes_file: Path, folder: Path, plan: WeakDetectionPl
     model, meta = train_detector(
         data, classes=classes, iterations=iterations, batch_size=plan.batch_size, learning_rate=plan.learning_rate,
         seed=plan.seed, min_size=plan.min_size, max_size=plan.max_size, backbone=plan.backbone,
-        negative_share=plan.negative_share, initial_state=initial, device=plan.device,
+        negative_share=plan.negative_share, complete_boxes=plan.complete_boxes, initial_state=initial, device=plan.device,
     )
     save_detector(folder, model, meta)
     return {"check": meta.metrics["check"], "warning": meta.metrics.get("warning"),
