@@ -43,6 +43,17 @@ def import_ray() -> Any:
     return ray
 
 
+def actor_gpus(device: str) -> float:
+    """The GPUs each actor asks Ray for: one when the stage runs on CUDA (Ray hides the GPUs from an actor that
+    asks for none), else none."""
+    text = (device or "auto").strip().lower()
+    if text == "auto":
+        import torch
+
+        return 1.0 if torch.cuda.is_available() else 0.0
+    return 1.0 if text.startswith("cuda") else 0.0
+
+
 @contextmanager
 def ray_session(address: str | None = None, workers: int | None = None) -> Iterator[Any]:
     """Ray, connected: to ``address``, to an already initialised Ray, or to a local one with ``workers or 2`` CPUs

@@ -10,6 +10,7 @@ import typer
 from iconolens.cli.console import CommandConsole
 from iconolens.device import DEVICE_HELP
 from iconolens.errors import BadInputError
+from iconolens.ray_pool import ADDRESS_HELP, ENGINE_HELP, check_engine
 
 console = CommandConsole(highlight=False, soft_wrap=True)
 detect_app = typer.Typer(
@@ -50,23 +51,6 @@ def _dataset(coco: Optional[Path], collection: Optional[str], run: Optional[Path
     return dataset, given[0]
 
 
-def _detector(model: Optional[Path], mtcnn: bool, min_score: float, device: str = "cpu"):
-    """The detector (on ``device``) and the (min_size, max_size) its images are shrunk to."""
-    from iconolens.device import resolve_device
-
-    where = resolve_device(device)
-    if (model is None) == (not mtcnn):
-        raise BadInputError("give either --model DIR (a trained Faster R-CNN) or --mtcnn (the face detector)")
-    if mtcnn:
-        from iconolens.detect.mtcnn import MTCNNDetector
-
-        return MTCNNDetector(min_score=min_score), None
-    from iconolens.detect.checkpoint import load_detector
-
-    detector, meta = load_detector(model, min_score=min_score)
-    return detector.to(where), (meta.min_size, meta.max_size)
-
-
 def train(
     out: Path = typer.Option(..., "--out", help="Folder to write the detector to (weights.pt + detector.json)."),
     coco: Optional[Path] = typer.Option(None, "--coco", help=COCO_HELP),
@@ -92,11 +76,6 @@ def train(
         0.25, "--negative-share", min=0.0, max=0.99,
         help="Share of each batch taken from images without boxes (negatives); the rest have boxes.",
     ),
-    incomplete_boxes: bool = typer.Option(
-        False, "--incomplete-boxes",
-        help="The boxes may miss objects of their classes (pseudo boxes do): learn background only from images "
-        "without boxes, so a missed object is never taught as background.",
-    ),
     weights: Optional[Path] = typer.Option(
         None, "--weights", help="ImageNet state dict of the trunk's classifier (default: the file shipped in a package)."
     ),
@@ -120,7 +99,7 @@ def train(
         dataset, iterations=iterations, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
         min_size=min_size, max_size=max_size, backbone=backbone,
         backbone_weights=weights if weights is not None else True, frozen_blocks=frozen_blocks, level=level,
-        negative_share=negative_share, complete_boxes=not incomplete_boxes, device=device,
+        negative_share=negative_share, device=device,
     )
     save_detector(out, model, meta)
     console.print(f"detector for {', '.join(meta.classes)} trained on {meta.metrics['images']} images: {out}")
@@ -159,19 +138,29 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed of the D-RISE masks."),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    engine: str = typer.Option("inprocess", "--engine", help=ENGINE_HELP),
+    address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
 ) -> None:
     """Score a detector with COCO AP at IoU 0.5 and 0.5:0.95 (pycocotools)."""
     import torch
 
     from iconolens.atomic import write_json_atomically
-    from iconolens.detect.evaluation import evaluate_detector
+    from iconolens.detect.evaluation import detect_collection, detector_classes, score_detections
     from iconolens.detect.failures import failure_report
+    from iconolens.detect.source import DetectorSource
 
     torch.set_num_threads(threads)
-    detector, sizes = _detector(model, mtcnn, 0.0, device)
-    min_size, max_size = sizes if sizes is not None else (size, size)
+    check_engine(engine, address)
+    source = DetectorSource(model, mtcnn, size)
+    detector, min_size, max_size = source.open(0.0, device)
     dataset, _ = _dataset(coco, collection, run, split)
-    scores, predictions = evaluate_detector(detector, dataset, min_size=min_size, max_size=max_size)
+    if engine == "ray":
+        from iconolens.detect.ray_engine import detect_collection_on_ray
+
+        predictions, _ = detect_collection_on_ray(source, dataset, device=device, address=address)
+    else:
+        predictions, _ = detect_collection(detector, dataset, min_size, max_size)
+    scores = score_detections(dataset, predictions, detector_classes(detector))
     summary = scores.to_json()
     console.print(f"AP@0.5 {summary['AP50']}   AP@0.5:0.95 {summary['AP50:95']}   ({scores.images} images)")
     if out is not None:
@@ -229,24 +218,35 @@ def explain(
     seed: int = typer.Option(0, "--seed", help="Seed of the masks: the same seed gives the same maps."),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    engine: str = typer.Option("inprocess", "--engine", help=ENGINE_HELP + " One image per call."),
+    address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
 ) -> None:
     """Explain every detection (or given boxes) of each image with D-RISE, all targets in one pass over the masks."""
     import torch
 
     from iconolens.detect.explanations import DriseSettings, explain_images
+    from iconolens.detect.source import DetectorSource
 
     torch.set_num_threads(threads)
+    check_engine(engine, address)
+    source = DetectorSource(model, mtcnn, size)
     # Masked images are scored against every detection the model makes; only the targets obey --min-score.
-    detector, sizes = _detector(model, mtcnn, 0.0, device)
-    min_size, max_size = sizes if sizes is not None else (size, size)
+    detector, min_size, max_size = source.open(0.0, device)
     given = [_parse_box(text) for text in box]
     for _, label in given:
         if label not in detector.classes:
             raise BadInputError(f"--box label {label!r} is not a class of the detector ({', '.join(detector.classes)})")
     settings = DriseSettings(n_masks=masks, grid=grid, keep=keep, batch_size=batch_size, seed=seed,
                              tolerance=tolerance, window=window, faithfulness_steps=faithfulness_steps)
-    explain_images(detector, images, out, settings, given=given, min_score=min_score, min_size=min_size,
-                   max_size=max_size, on_image=lambda path, summary: console.print(f"{path.name}: {summary}"))
+    if engine == "ray":
+        from iconolens.detect.ray_engine import explain_images_on_ray
+
+        records = explain_images_on_ray(source, images, out, settings, given, min_score, device=device, address=address)
+        for path, record in zip(images, records):
+            console.print(f"{path.name}: {record['summary']}")
+    else:
+        explain_images(detector, images, out, settings, given=given, min_score=min_score, min_size=min_size,
+                       max_size=max_size, on_image=lambda path, summary: console.print(f"{path.name}: {summary}"))
 
 
 def weak(

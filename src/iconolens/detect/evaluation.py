@@ -13,6 +13,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from iconolens.data.images import load_image
-from iconolens.data.records import Box, Dataset
+from iconolens.data.records import Box, Dataset, Sample
 from iconolens.detect.detections import Detections, Detector
 from iconolens.errors import BadInputError, IconolensError
 from iconolens.progress import progress
@@ -131,22 +132,49 @@ def scored_boxes(detections: Detections, classes: Sequence[str], scale: float = 
     ]
 
 
+def detect_image(detector: Detector, path: str | Path, min_size: int = 320, max_size: int = 512) -> list[ScoredBox]:
+    """``detector``'s boxes on one image file, in its original pixels."""
+    pixels, scale = image_tensor(load_image(path), min_size, max_size)
+    return scored_boxes(detector(pixels[None])[0], detector.classes, scale)
+
+
+def detect_samples(
+    detector: Detector, samples: Sequence[Sample], min_size: int = 320, max_size: int = 512, show_progress: bool = True
+) -> list[list[ScoredBox] | None]:
+    """Boxes per sample, None for a sample whose image cannot be read."""
+    found: list[list[ScoredBox] | None] = []
+    for sample in progress(samples, "detecting") if show_progress else samples:
+        try:
+            found.append(detect_image(detector, sample.path, min_size, max_size))
+        except IconolensError:
+            found.append(None)
+    return found
+
+
 def detect_collection(
     detector: Detector, dataset: Dataset, min_size: int = 320, max_size: int = 512
 ) -> tuple[list[list[ScoredBox]], list[str]]:
     """Run ``detector`` on every readable image; returns boxes per sample and the ids of unreadable samples."""
-    predictions: list[list[ScoredBox]] = []
-    unreadable: list[str] = []
-    for sample in progress(dataset.samples, "detecting"):
-        try:
-            image = load_image(sample.path)
-        except IconolensError:
-            unreadable.append(sample.id)
-            predictions.append([])
-            continue
-        pixels, scale = image_tensor(image, min_size, max_size)
-        predictions.append(scored_boxes(detector(pixels[None])[0], detector.classes, scale))
-    return predictions, unreadable
+    return gathered(dataset, detect_samples(detector, dataset.samples, min_size, max_size))
+
+
+def gathered(dataset: Dataset, found: Sequence[list[ScoredBox] | None]) -> tuple[list[list[ScoredBox]], list[str]]:
+    """Per-sample results with None for unreadable images, as (boxes per sample, ids of the unreadable ones)."""
+    unreadable = [s.id for s, boxes in zip(dataset.samples, found) if boxes is None]
+    return [boxes if boxes is not None else [] for boxes in found], unreadable
+
+
+def score_detections(
+    dataset: Dataset, predictions: Sequence[Sequence[ScoredBox]], classes: Sequence[str], level: str = "figure"
+) -> DetectionScores:
+    """COCO AP of ``predictions`` (one list per sample) against the ``level`` boxes of ``dataset``."""
+    truth = [[b for b in s.boxes if b.level == level] for s in dataset.samples]
+    return coco_average_precision(truth, predictions, classes)
+
+
+def detector_classes(detector: Detector) -> tuple[str, ...]:
+    """The object classes of ``detector``, without the background."""
+    return tuple(c for c in detector.classes if c != "__background__")
 
 
 def evaluate_detector(
@@ -154,7 +182,6 @@ def evaluate_detector(
     min_size: int = 320, max_size: int = 512, level: str = "figure",
 ) -> tuple[DetectionScores, list[list[ScoredBox]]]:
     """COCO AP of ``detector`` on the ``level`` boxes of ``dataset``, and its detections (for failure reports)."""
-    classes = tuple(classes) if classes is not None else tuple(c for c in detector.classes if c != "__background__")
+    classes = tuple(classes) if classes is not None else detector_classes(detector)
     predictions, _ = detect_collection(detector, dataset, min_size, max_size)
-    truth = [[b for b in s.boxes if b.level == level] for s in dataset.samples]
-    return coco_average_precision(truth, predictions, classes), predictions
+    return score_detections(dataset, predictions, classes, level), predictions

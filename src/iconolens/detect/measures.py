@@ -126,23 +126,30 @@ def pointing_game(saliency: np.ndarray | Tensor, box: Sequence[float], tolerance
     return bool(inside.any())
 
 
+def saliency_crop(saliency: np.ndarray | Tensor, box: Sequence[float], size: tuple[int, int] = (64, 64)) -> np.ndarray:
+    """The map cropped to its box, resized bilinearly to ``size`` (h, w) and min-max normalised (zeros if flat)."""
+    values = torch.as_tensor(np.asarray(saliency), dtype=torch.float32)
+    height, width = values.shape
+    x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    x1, y1 = min(width, int(np.ceil(box[2]))), min(height, int(np.ceil(box[3])))
+    if x1 <= x0 or y1 <= y0:
+        raise BadInputError(f"box {tuple(box)} lies outside its {width}x{height} map")
+    crop = F.interpolate(values[None, None, y0:y1, x0:x1], size=size, mode="bilinear", align_corners=False)[0, 0]
+    lo, hi = float(crop.min()), float(crop.max())
+    return np.zeros(size) if hi <= lo else ((crop - lo) / (hi - lo)).double().numpy()
+
+
 def average_saliency(
     maps: Sequence[np.ndarray | Tensor], boxes: Sequence[Sequence[float]], size: tuple[int, int] = (64, 64)
 ) -> np.ndarray:
     """Mean of the maps cropped to their boxes, resized bilinearly to ``size`` (h, w) and min-max normalised."""
     if len(maps) != len(boxes):
         raise BadInputError(f"{len(maps)} maps but {len(boxes)} boxes")
-    if not maps:
+    return mean_of_crops([saliency_crop(saliency, box, size) for saliency, box in zip(maps, boxes)])
+
+
+def mean_of_crops(crops: Sequence[np.ndarray]) -> np.ndarray:
+    """The average of :func:`saliency_crop` results (float32)."""
+    if not crops:
         raise BadInputError("an average saliency map needs at least one detection")
-    total = np.zeros(size, dtype=np.float64)
-    for saliency, box in zip(maps, boxes):
-        values = torch.as_tensor(np.asarray(saliency), dtype=torch.float32)
-        height, width = values.shape
-        x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
-        x1, y1 = min(width, int(np.ceil(box[2]))), min(height, int(np.ceil(box[3])))
-        if x1 <= x0 or y1 <= y0:
-            raise BadInputError(f"box {tuple(box)} lies outside its {width}x{height} map")
-        crop = F.interpolate(values[None, None, y0:y1, x0:x1], size=size, mode="bilinear", align_corners=False)[0, 0]
-        lo, hi = float(crop.min()), float(crop.max())
-        total += np.zeros(size) if hi <= lo else ((crop - lo) / (hi - lo)).double().numpy()
-    return (total / len(maps)).astype(np.float32)
+    return (np.sum(crops, axis=0, dtype=np.float64) / len(crops)).astype(np.float32)

@@ -12,6 +12,8 @@ painting as the ones it boxed. Trained as usual, the detector is taught that tho
 every positive image, every iteration. With ``complete_boxes=False`` the background samples of both stages
 (the region proposal network's anchors and the box head's proposals) are drawn only from images without boxes,
 where the image labels say there is nothing to find; images with boxes teach only what their boxes are.
+Measured on People-Art's face-seeded pseudo boxes (docs/benchmarks.md) it does worse: without background from
+the paintings with people the detector fires on far more of their painted surroundings, so the default stays.
 
 A training run ends with a check that it learnt something: a slice of the images with boxes is held out of
 training, and the trained model is run on it. A detector that scores no box above its threshold there has

@@ -27,7 +27,7 @@ from iconolens.explain.collection import (
     prepare_explain,
 )
 from iconolens.explain.store import MapStore
-from iconolens.ray_pool import import_ray, map_on_actors
+from iconolens.ray_pool import actor_gpus, import_ray, map_on_actors
 from iconolens.run import RunDirectory
 
 
@@ -94,7 +94,7 @@ def explain_run_on_ray(
     store_dirs = {m: str(store.directory) for m, store in prepared.stores.items()}
     replies = map_on_actors(
         ExplainActor, (str(run.model_dir), store_dirs, prepared.indices, prepared.target, prepared.activation, s),
-        batches, address=address, workers=workers,
+        batches, address=address, workers=workers, gpus_per_actor=actor_gpus(s.device),
     )
     problems = [problem for _, batch_problems in replies for problem in batch_problems]
 
