@@ -14,6 +14,7 @@ from iconolens.evaluate.boxes import (
     boxes_from_map,
     coco_detections,
     derive_boxes,
+    merge_derived_boxes,
     passes_gate,
     pseudo_ground_truth,
     write_derived_boxes,
@@ -201,3 +202,32 @@ def test_instance_recipe_refuses_a_threshold():
         BoxRecipe(instances=True, threshold=0.1)
     with pytest.raises(BadInputError):
         BoxRecipe(instances=True, nms_iou=1.5)
+
+
+def test_boxes_of_slices_merge_into_those_of_the_whole(tmp_path):
+    dataset, store = _collection(tmp_path)
+    for recipe in (BoxRecipe(level="figure", gate=True), BoxRecipe(level="figure", gate=False)):
+        whole = derive_boxes(dataset, store, recipe, method="gradcam")
+        parts = [derive_boxes(dataset.with_samples(dataset.samples[i:i + 1]), store, recipe, method="gradcam")
+                 for i in range(len(dataset.samples))]
+        assert merge_derived_boxes(parts) == whole
+    # the counts are summed key by key, including a key only one slice has
+    first = parts[0].__class__("m", BoxRecipe(), (), (), {"images": 1, "unreadable_images": 2})
+    second = parts[0].__class__("m", BoxRecipe(), (), ("x",), {"images": 3})
+    merged = merge_derived_boxes([first, second])
+    assert merged.counts == {"images": 4, "unreadable_images": 2} and merged.selected == ("x",)
+
+
+def test_boxes_on_ray_equal_the_in_process_ones(tmp_path):
+    ray = pytest.importorskip("ray")
+    from iconolens.evaluate.ray_engine import derive_boxes_on_ray
+
+    dataset, store = _group_collection(tmp_path)
+    recipe = BoxRecipe(level="figure", gate=False, instances=True)
+    expected = derive_boxes(dataset, store, recipe, method="gradcam-instances")
+    assert len(expected.boxes) == 3
+    if ray.is_initialized():
+        ray.shutdown()
+    found = derive_boxes_on_ray(dataset, store, recipe, method="gradcam-instances", slice_size=1, workers=2)
+    assert found == expected
+    assert not ray.is_initialized()  # the local Ray it started is shut down

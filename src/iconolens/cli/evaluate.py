@@ -16,6 +16,7 @@ from iconolens.cli.console import CommandConsole
 from iconolens.data.records import Dataset
 from iconolens.device import DEVICE_HELP
 from iconolens.errors import BadInputError
+from iconolens.ray_pool import ADDRESS_HELP, ENGINE_HELP, check_engine
 from iconolens.run import RunDirectory
 
 stdout = CommandConsole(highlight=False)
@@ -235,6 +236,8 @@ def boxes_command(
         "as certain object and its top 30% as likely object, one box per object region; results are named "
         "<method>-segments. Reads every image, so it is slower."
     )),
+    engine: str = typer.Option("inprocess", "--engine", help=ENGINE_HELP),
+    address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
 ) -> None:
     """Derive boxes from saliency maps (weakly supervised localisation): COCO detections and a pseudo
     ground-truth COCO file in RUN/boxes/, and their scores against expert boxes (average IoU, GT-known
@@ -248,6 +251,7 @@ def boxes_command(
     from iconolens.report.figures import iou_histogram
     from iconolens.report.tables import markdown_table, write_csv
 
+    check_engine(engine, address)
     if threshold is not None and percentile is not None:
         raise BadInputError("give --threshold or --percentile, not both")
     given = {"--min-distance": min_distance, "--relative-height": relative_height,
@@ -273,7 +277,13 @@ def boxes_command(
                        drop_weak_components=not keep_weak, instances=instances,
                        segments=SegmentSeeds() if segments else None, **instance_options)
     name = f"{method}-instances" if instances else f"{method}-segments" if segments else method
-    derived = derive_boxes(dataset, stores[method], recipe, method=name, gate_stores=others)
+    if engine == "ray":
+        from iconolens.evaluate.ray_engine import derive_boxes_on_ray
+
+        derived = derive_boxes_on_ray(dataset, stores[method], recipe, method=name, gate_stores=others,
+                                      address=address)
+    else:
+        derived = derive_boxes(dataset, stores[method], recipe, method=name, gate_stores=others)
     paths = write_derived_boxes(derived, dataset, rundir.boxes_dir)
     scores = evaluate_derived_boxes(dataset, derived.boxes, name, level=level.value, image_ids=derived.selected)
     record = {"recipe": recipe.to_json(), "counts": derived.counts, "scores": scores.to_json(),

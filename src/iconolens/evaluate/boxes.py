@@ -305,6 +305,18 @@ def derive_boxes(
     return DerivedBoxes(method or store.directory.name, recipe, tuple(derived), tuple(selected), counts)
 
 
+def merge_derived_boxes(parts: Sequence[DerivedBoxes]) -> DerivedBoxes:
+    """The boxes of consecutive slices of a collection, as :func:`derive_boxes` would give on the whole of it."""
+    if not parts:
+        raise BadInputError("there are no derived boxes to merge")
+    counts: dict[str, int] = {}
+    for part in parts:
+        for key, value in part.counts.items():
+            counts[key] = counts.get(key, 0) + value
+    return DerivedBoxes(parts[0].method, parts[0].recipe, tuple(b for p in parts for b in p.boxes),
+                        tuple(i for p in parts for i in p.selected), counts)
+
+
 def coco_detections(derived: DerivedBoxes, dataset: Dataset) -> list[dict[str, Any]]:
     """COCO result entries; image ids are 1-based positions in ``dataset`` and category ids 1-based
     positions in ``dataset.classes``, as in the COCO file ``iconolens.data.coco.write_coco`` writes."""
