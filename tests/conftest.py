@@ -67,3 +67,32 @@ def saints_checkpoint(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("checkpoint") / "model"
     save_checkpoint(folder, model, ModelMeta(classes=SAINTS, backbone="resnet18", input_size=64))
     return folder
+
+
+def crashing_once(actor_class: type, flag: Path) -> type:
+    """A subclass of a Ray engine's actor whose worker process dies on its second call, once per ``flag`` file
+    (which then holds the dead worker's pid)."""
+
+    class Crashing(actor_class):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.calls = 0
+
+        def run(self, batch):
+            self.calls += 1
+            if self.calls == 2 and not flag.exists():
+                flag.write_text(str(os.getpid()))
+                os._exit(1)
+            return super().run(batch)
+
+    return Crashing
+
+
+@pytest.fixture
+def crashing_actor():
+    """``crashing_actor(ActorClass, flag)``: :func:`crashing_once`, picklable by value for Ray's workers."""
+    import sys
+
+    ray = pytest.importorskip("ray")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this module
+    return crashing_once

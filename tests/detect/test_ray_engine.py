@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -102,30 +101,11 @@ def test_drise_on_ray_writes_the_in_process_files(squares, local_ray, tmp_path) 
     assert average == json.loads((tmp_path / "inprocess" / "average_saliency.json").read_text())
 
 
-class CrashingDriseActor(DriseActor):
-    """Kills its worker process on its second image, once per flag file."""
-
-    flag: str = ""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.calls = 0
-
-    def run(self, path):
-        self.calls += 1
-        if self.calls == 2 and not os.path.exists(self.flag):
-            Path(self.flag).write_text(str(os.getpid()))
-            os._exit(1)
-        return super().run(path)
-
-
-def test_drise_survives_a_killed_worker(squares, local_ray, tmp_path, monkeypatch) -> None:
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this module
+def test_drise_survives_a_killed_worker(squares, local_ray, tmp_path, monkeypatch, crashing_actor) -> None:
     root, _, source = squares
     images = [root / f"q{i}.png" for i in range(3)]
     flag = tmp_path / "crashed"
-    monkeypatch.setattr(CrashingDriseActor, "flag", str(flag))
-    monkeypatch.setattr(ray_engine, "DriseActor", CrashingDriseActor)
+    monkeypatch.setattr(ray_engine, "DriseActor", crashing_actor(DriseActor, flag))
     records = explain_images_on_ray(source, images, tmp_path / "ray", SETTINGS, min_score=0.0, workers=1)
     assert flag.is_file() and int(flag.read_text()) != os.getpid(), "the worker did not crash"
     detector, min_size, max_size = source.open()

@@ -103,30 +103,11 @@ def test_ray_maps_are_byte_identical_to_in_process(tmp_path, saints_checkpoint, 
     assert again.written == {m: 0 for m in METHODS} and again.done_before == {m: IMAGES for m in METHODS}
 
 
-class CrashingActor(ExplainActor):
-    """Dies (the whole worker process) on the second batch it is given, once per flag file."""
-
-    flag: str = ""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.calls = 0
-
-    def run(self, batch):
-        self.calls += 1
-        if self.calls == 2 and not os.path.exists(self.flag):
-            Path(self.flag).write_text(str(os.getpid()))
-            os._exit(1)
-        return super().run(batch)
-
-
 def test_a_worker_killed_mid_run_is_restarted_and_every_image_written_once(
-    tmp_path, saints_checkpoint, reference, local_ray, monkeypatch
+    tmp_path, saints_checkpoint, reference, local_ray, monkeypatch, crashing_actor
 ):
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this module
     flag = tmp_path / "crashed"
-    monkeypatch.setattr(CrashingActor, "flag", str(flag))
-    monkeypatch.setattr(ray_engine, "ExplainActor", CrashingActor)
+    monkeypatch.setattr(ray_engine, "ExplainActor", crashing_actor(ExplainActor, flag))
     run = make_run(tmp_path, saints_checkpoint)
     outcome = explain_run_on_ray(run, METHODS, settings=SETTINGS, workers=1)
     assert flag.is_file(), "the worker did not crash, so nothing was tested"
