@@ -69,6 +69,17 @@ def saints_checkpoint(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray with 2 CPUs, shared by a module's tests that do not start their own."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
 def crashing_once(actor_class: type, flag: Path) -> type:
     """A subclass of a Ray engine's actor whose worker process dies on its second call, once per ``flag`` file
     (which then holds the dead worker's pid)."""

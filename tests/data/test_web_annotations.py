@@ -181,7 +181,7 @@ class _CentreDetector:
 
 def test_detect_eval_and_explain_write_pages_of_their_detections(run_cli, run, tmp_path, monkeypatch):
     # The detector sees the 40x30 images at 80x60 and finds (20,15,60,45) there: (10,7.5,30,22.5) in image pixels.
-    monkeypatch.setattr("iconolens.cli.detect._detector", lambda *args, **kwargs: (_CentreDetector(), (60, 80)))
+    monkeypatch.setattr("iconolens.detect.source.DetectorSource.open", lambda *args, **kwargs: (_CentreDetector(), 60, 80))
     code, _, err = run_cli("detect", "eval", "--model", str(tmp_path), "--run", str(run.root),
                            "--out", str(tmp_path / "eval" / "scores.json"), "--threads", "1")
     assert code == 0, err

@@ -37,15 +37,6 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def squares(tmp_path_factory) -> tuple[Path, Path, DetectorSource]:
     """Five paintings of bright squares (COCO), an unreadable file beside them, and a detector trained briefly."""
     root = tmp_path_factory.mktemp("squares")

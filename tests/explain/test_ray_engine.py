@@ -33,16 +33,6 @@ IMAGES = 7  # with batches of 2: three full batches and a short one
 SETTINGS = ExplainSettings(batch_size=2, n=2, workers=0)
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray with 2 CPUs shared by the tests that do not start their own."""
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def make_run(root: Path, checkpoint: Path, images: int = IMAGES) -> RunDirectory:
     rng = np.random.default_rng(0)
     folder = root / "images"
