@@ -222,8 +222,8 @@ def train_detector(
     ``max_grad_norm``: gradients are clipped to this norm (None: not clipped); without it the EfficientNet-Lite0
     pyramid diverges to NaN within a hundred steps at the default learning rate. A step whose loss is not finite
     is skipped and counted (``meta.metrics["skipped_steps"]``). ``complete_boxes``: whether each image's boxes
-    name every object of the trained classes in it (expert boxes do); False for pseudo boxes, so that background
-    is learnt only from images without boxes (module docstring).
+    name every object of the trained classes in it (expert boxes do); False learns background only from images
+    without boxes (module docstring: measured worse on People-Art's pseudo boxes, hence off by default).
     ``initial_state``: a state dict of a detector of the same classes and backbone to start from (a previous
     self-training round) instead of the ImageNet trunk and fresh layers. ``log(iteration, loss)`` is called after
     every iteration. ``meta.metrics["check"]`` holds the :class:`TrainingCheck` and ``meta.metrics["warning"]``
