@@ -63,30 +63,31 @@ class _Handler(SimpleHTTPRequestHandler):
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
         with site.lock:
             site.requests.append(path)
-            site.in_flight += 1
-            site.max_in_flight = max(site.max_in_flight, site.in_flight)
             answers = site.script.get(path)
             answer = answers.pop(0) if answers else None
-        try:
-            if path in site.delay:
-                site.stop.wait(site.delay[path])
-            if answer == "sleep":
-                site.stop.wait(SLEEP_SECONDS)
-                self.close_connection = True
-            elif answer == "truncate":
-                data = (site.root / path.lstrip("/")).read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data[: len(data) // 2])
-                self.close_connection = True
-            elif answer is not None:
-                self.send_error(int(answer))
-            else:
-                super().do_GET()
-        finally:
+        if path in site.delay:
+            # Counted while the answer is held back only: once it is sent, the client may ask again before
+            # this thread runs on, which is no excess of concurrent downloads.
+            with site.lock:
+                site.in_flight += 1
+                site.max_in_flight = max(site.max_in_flight, site.in_flight)
+            site.stop.wait(site.delay[path])
             with site.lock:
                 site.in_flight -= 1
+        if answer == "sleep":
+            site.stop.wait(SLEEP_SECONDS)
+            self.close_connection = True
+        elif answer == "truncate":
+            data = (site.root / path.lstrip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
+        elif answer is not None:
+            self.send_error(int(answer))
+        else:
+            super().do_GET()
 
     def log_message(self, *args: object) -> None:
         pass

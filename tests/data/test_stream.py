@@ -8,7 +8,7 @@ from PIL import Image
 
 from iconolens.data.images import load_image
 from iconolens.data.records import Sample
-from iconolens.data.stream import decoded_batches
+from iconolens.data.stream import decoded_batches, prepared_ahead
 from iconolens.models.transforms import image_to_uint8
 
 
@@ -44,3 +44,18 @@ def test_a_batch_of_unreadable_images_only_is_empty_not_an_error(tmp_path):
     path.write_bytes(b"")
     (batch,) = decoded_batches([Sample(id="x", path=path, labels=())], 8, batch_size=4)
     assert batch.samples == [] and batch.images.shape == (0, 3, 8, 8) and len(batch.problems) == 1
+
+
+def _size_of(path):
+    return load_image(path).size
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_prepared_ahead_keeps_the_order_and_names_what_could_not_be_prepared(samples, workers):
+    prepared = list(prepared_ahead([s.path for s in samples], _size_of, workers=workers))
+    assert len(prepared) == len(samples)
+    for sample, (value, problem) in zip(samples, prepared):
+        if sample.id == "broken":
+            assert value is None and "broken.jpg" in problem
+        else:
+            assert problem is None and value == Image.open(sample.path).size

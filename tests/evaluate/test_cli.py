@@ -211,16 +211,22 @@ def test_damaged_files_are_named_and_earlier_results_kept(run_cli, run):
     assert (run.metrics_dir / "localisation_figure.json").read_bytes() == before
 
 
-def test_evaluate_with_faithfulness_uses_the_runs_model(run_cli, run):
+def _save_model(run: RunDirectory) -> None:
+    """A random one-class MobileNetV2 at 32 px as the run's model."""
+    import torch
+
     from iconolens.models.backbones import build_classifier
     from iconolens.models.checkpoint import save_checkpoint
     from iconolens.models.meta import ModelMeta
 
-    torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     model = build_classifier("mobilenet_v2", 1, pretrained=False)
     save_checkpoint(run.model_dir, model, ModelMeta(classes=("person",), backbone="mobilenet_v2", input_size=32,
                                                     task="multilabel"))
+
+
+def test_evaluate_with_faithfulness_uses_the_runs_model(run_cli, run):
+    _save_model(run)
     code, out, err = run_cli("evaluate", "--run", str(run.root), "--faithfulness-images", "1",
                               "--steps", "3")
     assert code == 0, err
@@ -280,3 +286,71 @@ def test_boxes_segments_grows_a_part_map_into_the_painted_figure(run_cli, tmp_pa
     code, _, err = run_cli("boxes", "--run", str(rundir.root), "--method", "head", "--no-gate", "--segments",
                            "--percentile", "70")
     assert code == 2 and "--segments is seeded by the map's own percentiles" in err
+
+
+def test_measures_of_slices_joined_equal_one_pass(run):
+    """What the Ray engine's workers return for consecutive slices, joined, is what one pass over all gives."""
+    from iconolens.evaluate.faithfulness import FaithfulnessAreas, faithfulness_areas
+    from iconolens.evaluate.localisation import MeasuredMaps, evaluate_localisation, measure_maps
+    from iconolens.models.checkpoint import load_run_model
+
+    from iconolens.data.dataset_json import load_dataset_json
+
+    dataset = load_dataset_json(run.dataset_json)
+    stores = {m: MapStore(run.maps_dir(m)) for m in ("good", "off")}
+    stores["off"].path_for("img2").unlink()  # one image's maps missing: counted, not measured
+    samples = list(dataset.samples)
+    joined = MeasuredMaps.joined([measure_maps(samples[i:i + 1], stores) for i in range(len(samples))])
+    assert joined.skipped["off"]["missing_maps"] == 1 and joined.skipped["good"] == {"no_boxes": 0,
+                                                                                   "class_not_in_maps": 0}
+    report = joined.report("figure")
+    assert report.to_json() == evaluate_localisation(dataset, stores).to_json()
+    assert report.counts["off"]["maps"] == 2 and report.counts["off"]["missing_maps"] == 1
+
+    _save_model(run)
+    model, meta = load_run_model(run)
+    whole = faithfulness_areas(model, meta, samples, stores, steps=3)
+    parts = FaithfulnessAreas.joined([faithfulness_areas(model, meta, [x], stores, steps=3) for x in samples])
+    assert parts == whole and len(whole.deletion["good"]) == 3 and whole.skipped == {"good": 0, "off": 1}
+    means = whole.means()
+    assert means["good"]["deletion_auc"] == pytest.approx(sum(whole.deletion["good"]) / 3)
+    assert means["off"]["pairs"] == 2 and means["off"]["skipped"] == 1
+
+
+def test_evaluate_on_ray_writes_what_the_in_process_engine_writes(run_cli, run, local_ray, monkeypatch):
+    import torch
+
+    _save_model(run)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as on Ray's one-CPU workers: the thread count changes a network's last bits
+    written = {}
+    try:
+        for engine in ("inprocess", "ray"):
+            code, _, err = run_cli("evaluate", "--run", str(run.root), "--faithfulness-images", "3", "--steps", "3",
+                                   "--engine", engine)
+            assert code == 0, err
+            written[engine] = {name: (run.metrics_dir / name).read_bytes()
+                               for name in ("localisation_figure.json", "localisation_figure.csv", "faithfulness.json")}
+            for path in run.metrics_dir.iterdir():
+                path.unlink()
+    finally:
+        torch.set_num_threads(threads)
+    assert written["ray"] == written["inprocess"]
+    assert json.loads(written["ray"]["faithfulness.json"])["methods"]["good"]["pairs"] == 3
+
+
+def test_evaluate_on_ray_survives_a_killed_worker(run, local_ray, tmp_path, monkeypatch, crashing_actor):
+    import os
+
+    from iconolens.data.dataset_json import load_dataset_json
+    from iconolens.evaluate import ray_engine
+    from iconolens.evaluate.localisation import evaluate_localisation
+
+    flag = tmp_path / "crashed"
+    monkeypatch.setattr(ray_engine, "MeasureActor", crashing_actor(ray_engine.MeasureActor, flag))
+    dataset = load_dataset_json(run.dataset_json)
+    stores = {m: MapStore(run.maps_dir(m)) for m in ("good", "off")}
+    report = ray_engine.evaluate_localisation_on_ray(dataset, stores, slice_size=1, workers=1)
+    assert flag.is_file() and int(flag.read_text()) != os.getpid(), "the worker did not crash"
+    assert report.to_json() == evaluate_localisation(dataset, stores).to_json()
+    assert report.counts["good"]["maps"] == 3

@@ -99,32 +99,54 @@ def evaluate_command(
         "(the metrics are area ratios, so only rounding changes); 0 measures on the full image."
     )),
     device: str = typer.Option("auto", "--device", help="Where the model runs for --faithfulness-images: " + DEVICE_HELP),
+    engine: str = typer.Option("inprocess", "--engine", help=ENGINE_HELP),
+    address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
 ) -> None:
     """Measure saliency maps against expert boxes over thresholds 0.00..1.00: component IoU, global IoU,
     box coverage, irrelevant attention. Writes RUN/metrics/ (JSON, CSV) and RUN/report/ (curves)."""
-    from iconolens.atomic import write_json_atomically
-    from iconolens.device import resolve_device
+    from contextlib import nullcontext
 
+    from iconolens.device import resolve_device
+    from iconolens.models.checkpoint import run_model_dir
+    from iconolens.ray_pool import import_ray, ray_session
+
+    check_engine(engine, address)
+    if engine == "ray":
+        import_ray()
     if faithfulness_images:
         resolve_device(device)  # a device that cannot be used is said before the measuring starts
-    from iconolens.evaluate.localisation import evaluate_localisation, require_measured
-    from iconolens.models.checkpoint import run_model_dir
-    from iconolens.report.figures import localisation_curves_figures
-    from iconolens.report.tables import write_csv
-
-    import torch
-
     rundir = RunDirectory(run)
     dataset = _dataset(rundir, split)
     stores = _stores(rundir, methods)
     if faithfulness_images:
         run_model_dir(rundir)  # so is a run without a model
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # per-map tensors are small: more threads only add synchronisation
-    try:
-        report = evaluate_localisation(dataset, stores, level=level.value, max_side=max_side or None)
-    finally:
-        torch.set_num_threads(threads)
+    with ray_session(address) if engine == "ray" else nullcontext():  # one Ray for both measures
+        _localisation(rundir, dataset, stores, level, split, max_side, engine, address)
+        if faithfulness_images:
+            _faithfulness(rundir, dataset, stores, faithfulness_images, steps, split, device, engine, address)
+
+
+def _localisation(rundir: RunDirectory, dataset: Dataset, stores: dict[str, Any], level: LevelChoice,
+                  split: str | None, max_side: int, engine: str, address: str | None) -> None:
+    from iconolens.atomic import write_json_atomically
+    from iconolens.evaluate.localisation import evaluate_localisation, require_measured
+    from iconolens.report.figures import localisation_curves_figures
+    from iconolens.report.tables import write_csv
+
+    import torch
+
+    if engine == "ray":
+        from iconolens.evaluate.ray_engine import evaluate_localisation_on_ray
+
+        report = evaluate_localisation_on_ray(dataset, stores, level=level.value, max_side=max_side or None,
+                                              address=address)
+    else:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # per-map tensors are small: more threads only add synchronisation
+        try:
+            report = evaluate_localisation(dataset, stores, level=level.value, max_side=max_side or None)
+        finally:
+            torch.set_num_threads(threads)
     require_measured(report, dataset, stores, rundir.dataset_json)  # before anything is written or replaced
     stem = f"localisation_{level.value}" + (f"_{split}" if split else "")
     json_path = write_json_atomically(rundir.metrics_dir / f"{stem}.json", report.to_json())
@@ -155,25 +177,29 @@ def evaluate_command(
         if skipped:
             stdout.print(f"{method}: skipped " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items()))
     stdout.print(f"wrote {json_path}, {csv_path}, {summary_path} and {len(figures)} curves in {rundir.report_dir}")
-    if faithfulness_images:
-        _faithfulness(rundir, dataset, stores, faithfulness_images, steps, split, device)
 
 
 def _faithfulness(rundir: RunDirectory, dataset: Dataset, stores: dict[str, Any], n_images: int, steps: int,
-                  split: str | None, device: str) -> None:
+                  split: str | None, device: str, engine: str, address: str | None) -> None:
     from iconolens.atomic import write_json_atomically
     from iconolens.evaluate.declarations import FAITHFULNESS_METRICS
     from iconolens.device import resolve_device
     from iconolens.evaluate.faithfulness import stored_map_faithfulness
-    from iconolens.models.checkpoint import load_run_model
+    from iconolens.models.checkpoint import load_run_model, run_model_dir
     from iconolens.report.tables import markdown_table, write_csv
 
-    model, meta = load_run_model(rundir)
-    model = model.to(resolve_device(device))
     chosen = [s for s in dataset.samples if s.labels and any(st.has(s.id) for st in stores.values())][:n_images]
     if not chosen:
         raise BadInputError("no labelled image has stored maps, so faithfulness cannot be measured", rundir.root)
-    results = stored_map_faithfulness(model, meta, chosen, stores, steps=steps)
+    if engine == "ray":
+        from iconolens.evaluate.ray_engine import faithfulness_on_ray
+
+        results = faithfulness_on_ray(run_model_dir(rundir), chosen, stores, steps=steps, device=device,
+                                      address=address)
+    else:
+        model, meta = load_run_model(rundir)
+        model = model.to(resolve_device(device))
+        results = stored_map_faithfulness(model, meta, chosen, stores, steps=steps, workers=1)
     rows = [{"method": m, **r} for m, r in results.items()]
     stem = "faithfulness" + (f"_{split}" if split else "")
     write_json_atomically(rundir.metrics_dir / f"{stem}.json",

@@ -4,13 +4,17 @@ Decoding a painting (a few megapixels of JPEG) and resizing it costs a tenth to 
 done in the same process it adds to every batch, done in ``workers`` processes it overlaps with the network.
 Workers hand over uint8 tensors (a quarter of float32's bytes) in the order of the samples; an image that cannot
 be read comes back as a problem sentence, never as an exception that would stop the run.
+
+``decoded_batches`` gives square batches for classifiers; ``prepared_ahead`` gives any per-item preparation (a
+detector's image at its own shape, say) one item at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any, TypeVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -69,6 +73,39 @@ def decoded_batches(
     collate = partial(_collate, samples=dataset.samples, size=size)  # picklable, for spawned workers too
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
+        prefetch_factor=2 if workers else None, persistent_workers=False,
+    )
+    yield from loader
+
+
+Item = TypeVar("Item")
+
+
+class _Preparing(Dataset):
+    def __init__(self, items: Sequence[Any], prepare: Callable[[Any], Any]) -> None:
+        self.items, self.prepare = list(items), prepare
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[Any, str | None]:
+        try:
+            return self.prepare(self.items[index]), None
+        except IconolensError as exc:
+            return None, str(exc)
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+def prepared_ahead(
+    items: Sequence[Item], prepare: Callable[[Item], Any], workers: int = 1
+) -> Iterator[tuple[Any, str | None]]:
+    """``(prepare(item), None)`` for every item in order, or ``(None, problem)`` where it raised an
+    IconolensError; computed in ``workers`` processes ahead of the caller (``workers=0``: in line)."""
+    loader = DataLoader(
+        _Preparing(items, prepare), batch_size=None, shuffle=False, num_workers=workers, collate_fn=_as_is,
         prefetch_factor=2 if workers else None, persistent_workers=False,
     )
     yield from loader

@@ -13,6 +13,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,9 @@ from pycocotools.cocoeval import COCOeval
 
 from iconolens.data.images import load_image
 from iconolens.data.records import Box, Dataset, Sample
+from iconolens.data.stream import prepared_ahead
 from iconolens.detect.detections import Detections, Detector
-from iconolens.errors import BadInputError, IconolensError
+from iconolens.errors import BadInputError
 from iconolens.progress import progress
 
 
@@ -132,30 +134,41 @@ def scored_boxes(detections: Detections, classes: Sequence[str], scale: float = 
     ]
 
 
+def detector_input(path: str | Path, min_size: int = 320, max_size: int = 512) -> tuple[torch.Tensor, float]:
+    """An image file decoded and shrunk as the detector sees it (see ``image_tensor``)."""
+    return image_tensor(load_image(path), min_size, max_size)
+
+
 def detect_image(detector: Detector, path: str | Path, min_size: int = 320, max_size: int = 512) -> list[ScoredBox]:
     """``detector``'s boxes on one image file, in its original pixels."""
-    pixels, scale = image_tensor(load_image(path), min_size, max_size)
+    pixels, scale = detector_input(path, min_size, max_size)
     return scored_boxes(detector(pixels[None])[0], detector.classes, scale)
 
 
 def detect_samples(
-    detector: Detector, samples: Sequence[Sample], min_size: int = 320, max_size: int = 512, show_progress: bool = True
+    detector: Detector, samples: Sequence[Sample], min_size: int = 320, max_size: int = 512,
+    show_progress: bool = True, workers: int = 0,
 ) -> list[list[ScoredBox] | None]:
-    """Boxes per sample, None for a sample whose image cannot be read."""
+    """Boxes per sample, None for a sample whose image cannot be read; images are decoded in ``workers``
+    processes while the detector runs (0: in line)."""
+    inputs = prepared_ahead([s.path for s in samples], partial(detector_input, min_size=min_size, max_size=max_size),
+                            workers=workers)
     found: list[list[ScoredBox] | None] = []
-    for sample in progress(samples, "detecting") if show_progress else samples:
-        try:
-            found.append(detect_image(detector, sample.path, min_size, max_size))
-        except IconolensError:
+    for prepared, _problem in progress(inputs, "detecting", total=len(samples)) if show_progress else inputs:
+        if prepared is None:
             found.append(None)
+            continue
+        pixels, scale = prepared
+        found.append(scored_boxes(detector(pixels[None])[0], detector.classes, scale))
     return found
 
 
 def detect_collection(
-    detector: Detector, dataset: Dataset, min_size: int = 320, max_size: int = 512
+    detector: Detector, dataset: Dataset, min_size: int = 320, max_size: int = 512, workers: int = 1
 ) -> tuple[list[list[ScoredBox]], list[str]]:
-    """Run ``detector`` on every readable image; returns boxes per sample and the ids of unreadable samples."""
-    return gathered(dataset, detect_samples(detector, dataset.samples, min_size, max_size))
+    """Run ``detector`` on every readable image (decoded in ``workers`` processes ahead of it); returns boxes per
+    sample and the ids of unreadable samples."""
+    return gathered(dataset, detect_samples(detector, dataset.samples, min_size, max_size, workers=workers))
 
 
 def gathered(dataset: Dataset, found: Sequence[list[ScoredBox] | None]) -> tuple[list[list[ScoredBox]], list[str]]:

@@ -132,47 +132,87 @@ def perturbation_curves(
     )
 
 
-def stored_map_faithfulness(
+@dataclass
+class FaithfulnessAreas:
+    """Per method, the deletion and insertion areas of every (image, label) pair measured, in image order, and
+    the pairs skipped: what slices of a collection compute independently and :meth:`joined` puts together."""
+
+    deletion: dict[str, list[float]]
+    insertion: dict[str, list[float]]
+    skipped: dict[str, int]
+
+    @staticmethod
+    def joined(parts: Sequence[FaithfulnessAreas]) -> FaithfulnessAreas:
+        """Consecutive slices' areas as if measured in one pass."""
+        out = FaithfulnessAreas({}, {}, {})
+        for part in parts:
+            for method in part.skipped:
+                out.deletion.setdefault(method, []).extend(part.deletion[method])
+                out.insertion.setdefault(method, []).extend(part.insertion[method])
+                out.skipped[method] = out.skipped.get(method, 0) + part.skipped[method]
+        return out
+
+    def means(self) -> dict[str, dict[str, float]]:
+        """Per method: mean deletion and insertion areas (NaN without pairs), pairs measured and skipped."""
+        out = {}
+        for method, skipped in self.skipped.items():
+            n = len(self.deletion[method])
+            out[method] = {
+                "deletion_auc": sum(self.deletion[method]) / n if n else float("nan"),
+                "insertion_auc": sum(self.insertion[method]) / n if n else float("nan"),
+                "pairs": n,
+                "skipped": skipped,
+            }
+        return out
+
+
+def faithfulness_areas(
     model: torch.nn.Module,
     meta: ModelMeta,
     samples: Sequence[Sample],
     stores: Mapping[str, MapStore],
     steps: int = 50,
     batch_size: int = 16,
-) -> dict[str, dict[str, float]]:
-    """Mean deletion and insertion areas of each method's stored maps, over ``samples`` and their labels.
+    workers: int = 0,
+) -> FaithfulnessAreas:
+    """Deletion and insertion areas of each method's stored maps, for every labelled class of ``samples``.
 
-    Each image is fed at the model's input size; its map for a labelled class is normalised to that size and
-    the class's probability (softmax or sigmoid, as the model was trained) is the score. Pairs without
-    stored maps, or with a class the model does not know, are skipped and counted.
+    Each image is fed at the model's input size (decoded in ``workers`` processes while the model runs); its
+    map for a labelled class is normalised to that size and the class's probability (softmax or sigmoid, as
+    the model was trained) is the score. Pairs without stored maps, or with a class the model does not know,
+    are skipped and counted.
     """
-    from iconolens.data.images import load_image
-    from iconolens.models.transforms import image_to_tensor
+    from iconolens.data.stream import decoded_batches
+    from iconolens.errors import BadInputError
+    from iconolens.models.transforms import normalise
 
     index = {c: i for i, c in enumerate(meta.classes)}
     sigmoid = meta.task == "multilabel"
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
-    sums: dict[str, dict[str, float]] = {m: {"deletion_auc": 0.0, "insertion_auc": 0.0, "pairs": 0.0,
-                                             "skipped": 0.0} for m in stores}
-    model.eval()
+    areas = FaithfulnessAreas({m: [] for m in stores}, {m: [] for m in stores}, dict.fromkeys(stores, 0))
+    measured = []
     for sample in samples:
-        known = [c for c in sample.labels if c in index]
         methods = [m for m, s in stores.items() if s.has(sample.id)]
         for m in stores:
             if m not in methods:
-                sums[m]["skipped"] += len(sample.labels)
-        if not known or not methods:
-            continue
-        image = image_to_tensor(load_image(sample.path), meta).to(device)
-        size = (meta.input_size, meta.input_size)
+                areas.skipped[m] += len(sample.labels)
+        if methods and any(c in index for c in sample.labels):
+            measured.append((sample, methods))
+    model.eval()
+    size = (meta.input_size, meta.input_size)
+    images = decoded_batches([sample for sample, _ in measured], meta.input_size, 1, workers=workers)
+    for (sample, methods), decoded in zip(measured, images):
+        if decoded.problems:
+            raise BadInputError(decoded.problems[0]["message"])
+        image = normalise(decoded.images, meta.mean, meta.std)[0].to(device)
         for method in methods:
             store = stores[method]
             store_index = {c: i for i, c in enumerate(store.classes)}
             raw, _ = store.read(sample.id)
-            for cls in known:
+            for cls in (c for c in sample.labels if c in index):
                 if cls not in store_index:
-                    sums[method]["skipped"] += 1
+                    areas.skipped[method] += 1
                     continue
                 k = index[cls]
 
@@ -186,16 +226,20 @@ def stored_map_faithfulness(
                     align_corners=False,
                 )[0, 0].numpy()
                 curves = perturbation_curves(image, saliency, score, steps=steps, batch_size=batch_size)
-                sums[method]["deletion_auc"] += curves.deletion_auc
-                sums[method]["insertion_auc"] += curves.insertion_auc
-                sums[method]["pairs"] += 1
-    out = {}
-    for method, s in sums.items():
-        n = s["pairs"]
-        out[method] = {
-            "deletion_auc": s["deletion_auc"] / n if n else float("nan"),
-            "insertion_auc": s["insertion_auc"] / n if n else float("nan"),
-            "pairs": int(n),
-            "skipped": int(s["skipped"]),
-        }
-    return out
+                areas.deletion[method].append(curves.deletion_auc)
+                areas.insertion[method].append(curves.insertion_auc)
+    return areas
+
+
+def stored_map_faithfulness(
+    model: torch.nn.Module,
+    meta: ModelMeta,
+    samples: Sequence[Sample],
+    stores: Mapping[str, MapStore],
+    steps: int = 50,
+    batch_size: int = 16,
+    workers: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Mean deletion and insertion areas of each method's stored maps over ``samples`` and their labels
+    (see :func:`faithfulness_areas`)."""
+    return faithfulness_areas(model, meta, samples, stores, steps, batch_size, workers).means()

@@ -400,22 +400,47 @@ def measure_sample(
     return out, skipped
 
 
-def evaluate_localisation(
-    dataset: Dataset,
+MeasuredItem = tuple[str, str, Sequence[str], MapLocalisation]  # method, class, box labels, curves
+
+
+@dataclass
+class MeasuredMaps:
+    """The measured maps of some images, in image order, and per method what was skipped: the part of a sweep
+    that slices of a collection compute independently (on Ray workers, say) and :meth:`joined` puts together."""
+
+    items: list[MeasuredItem]
+    skipped: dict[str, dict[str, int]]
+
+    @staticmethod
+    def joined(parts: Iterable[MeasuredMaps]) -> MeasuredMaps:
+        """The parts of consecutive slices as if measured in one pass (items in order, counts added)."""
+        items: list[MeasuredItem] = []
+        skipped: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for part in parts:
+            items.extend(part.items)
+            for method, counts in part.skipped.items():
+                total = skipped[method]  # named even when nothing of it was skipped
+                for key, n in counts.items():
+                    total[key] += n
+        return MeasuredMaps(items, {m: dict(c) for m, c in skipped.items()})
+
+    def report(self, level: str, thresholds: np.ndarray = THRESHOLDS) -> LocalisationReport:
+        return localisation_report(self.items, level, thresholds, self.skipped)
+
+
+def measure_maps(
+    samples: Iterable[Sample],
     stores: Mapping[str, MapStore],
     level: Level = "figure",
     thresholds: Sequence[float] | np.ndarray = THRESHOLDS,
     max_side: int | None = DEFAULT_MAX_SIDE,
-) -> LocalisationReport:
-    """The threshold sweep for every method's stored maps over every sample of ``dataset``.
-
-    ``max_side`` caps the measuring grid's longer side (None: the image's own size); see ``measure_sample``.
-    """
+) -> MeasuredMaps:
+    """Every method's stored maps of ``samples`` measured against their boxes (see ``measure_sample``)."""
     ts = np.asarray(thresholds, dtype=np.float64)
     classes = {method: store.classes for method, store in stores.items()}
     skipped: dict[str, dict[str, int]] = {m: defaultdict(int) for m in stores}
-    items: list[tuple[str, str, Sequence[str], MapLocalisation]] = []
-    for sample in progress(dataset.samples, "measuring maps"):
+    items: list[MeasuredItem] = []
+    for sample in samples:
         size: tuple[int, int] | None = None
         for method, store in stores.items():
             if not store.has(sample.id):
@@ -428,7 +453,23 @@ def evaluate_localisation(
             for key, n in skips.items():
                 skipped[method][key] += n
             items.extend((method, cls, labels, result) for cls, labels, result in measured)
-    return localisation_report(items, level, ts, {m: dict(s) for m, s in skipped.items()})
+    return MeasuredMaps(items, {m: dict(s) for m, s in skipped.items()})
+
+
+def evaluate_localisation(
+    dataset: Dataset,
+    stores: Mapping[str, MapStore],
+    level: Level = "figure",
+    thresholds: Sequence[float] | np.ndarray = THRESHOLDS,
+    max_side: int | None = DEFAULT_MAX_SIDE,
+) -> LocalisationReport:
+    """The threshold sweep for every method's stored maps over every sample of ``dataset``.
+
+    ``max_side`` caps the measuring grid's longer side (None: the image's own size); see ``measure_sample``.
+    """
+    ts = np.asarray(thresholds, dtype=np.float64)
+    measured = measure_maps(progress(dataset.samples, "measuring maps"), stores, level, ts, max_side)
+    return measured.report(level, ts)
 
 
 def _listed(names: Iterable[str], most: int = 5) -> str:

@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from iconolens.data.images import DEFAULT_MAX_PIXELS, load_image
+from iconolens.data.images import DEFAULT_MAX_PIXELS
 from iconolens.data.records import Dataset, Problem
-from iconolens.errors import BadAnnotationError, BadImageError
+from iconolens.data.stream import decoded_batches
+from iconolens.errors import BadAnnotationError
 from iconolens.models.meta import Task
-from iconolens.models.transforms import image_to_uint8
 from iconolens.progress import progress
+
+LOAD_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -96,28 +98,28 @@ def load_split(
     image_size: int,
     task: Task,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    workers: int = 1,
 ) -> LabelledImages:
-    """Decode and resize the images of ``split`` (all samples when None); bad images are listed, not fatal."""
+    """Decode and resize the images of ``split`` (all samples when None), in ``workers`` processes beside this
+    one; bad images are listed, not fatal."""
     index = dataset.class_index()
     samples = [s for s in dataset.samples if split is None or s.split == split]
     images: list[torch.Tensor] = []
     targets: list[object] = []
     ids: list[str] = []
     problems: list[Problem] = []
-    for sample in progress(samples, f"loading {split or 'all'} images"):
-        try:
-            image = load_image(sample.path, max_pixels=max_pixels)
-        except BadImageError as exc:
-            problems.append(Problem(str(sample.path), str(exc)))
-            continue
-        images.append(image_to_uint8(image, image_size))
-        ids.append(sample.id)
-        if task == "multilabel":
-            row = np.zeros(len(dataset.classes), dtype=np.float32)
-            row[[index[label] for label in sample.labels]] = 1.0
-            targets.append(row)
-        else:
-            targets.append(index[sample.labels[0]])
+    batches = decoded_batches(samples, image_size, LOAD_BATCH, workers=workers, max_pixels=max_pixels)
+    for batch in progress(batches, f"loading {split or 'all'} images", total=-(-len(samples) // LOAD_BATCH)):
+        problems.extend(Problem(p["path"], p["message"]) for p in batch.problems)
+        images.extend(batch.images)
+        for sample in batch.samples:
+            ids.append(sample.id)
+            if task == "multilabel":
+                row = np.zeros(len(dataset.classes), dtype=np.float32)
+                row[[index[label] for label in sample.labels]] = 1.0
+                targets.append(row)
+            else:
+                targets.append(index[sample.labels[0]])
     if images:
         stacked = torch.stack(images)
     else:
