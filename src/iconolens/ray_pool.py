@@ -24,6 +24,8 @@ ENGINES = ("inprocess", "ray")
 ENGINE_HELP = ("inprocess (default) or ray: batches spread over Ray actors, one per CPU, each with its own copy of "
                "the model, writing the same files (pip install 'iconolens[ray]').")
 ADDRESS_HELP = "Ray engine: an existing cluster (e.g. ray://host:10001); default: a local Ray started for the command."
+THREADS_HELP = ("CPU threads for PyTorch in this process (default: PyTorch's own choice, one per core); the ray "
+                "engine's actors use one each, and an in-process run gives their files byte for byte with 1.")
 
 
 def check_engine(engine: str, address: str | None) -> None:
@@ -32,6 +34,14 @@ def check_engine(engine: str, address: str | None) -> None:
         raise BadInputError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
     if address is not None and engine != "ray":
         raise BadInputError("--address is for the ray engine; add --engine ray")
+
+
+def use_threads(threads: int | None) -> None:
+    """PyTorch's CPU threads in this process, when a command is given ``--threads``."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def import_ray() -> Any:

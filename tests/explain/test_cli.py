@@ -158,3 +158,13 @@ def test_help_lists_every_method_and_every_new_method_runs_from_the_cli(run: Pat
         expected = explain_maps(model, batch, method).raw
         maps, _ = MapStore(run / "maps" / method).read("p1")
         np.testing.assert_allclose(maps, expected[1].numpy(), rtol=2e-3, atol=1e-3 * float(expected.abs().max()) + 1e-6)
+
+
+def test_threads_sets_the_pytorch_threads_of_the_command(run: Path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    assert invoke("explain", "--run", str(run), "--methods", "cam", "--threads", "1").exit_code == 0
+    assert calls == [1]
+    calls.clear()
+    assert invoke("explain", "--run", str(run), "--methods", "cam").exit_code == 0
+    assert calls == []  # without --threads, PyTorch keeps its own choice

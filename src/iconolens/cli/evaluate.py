@@ -16,7 +16,7 @@ from iconolens.cli.console import CommandConsole
 from iconolens.data.records import Dataset
 from iconolens.device import DEVICE_HELP
 from iconolens.errors import BadInputError
-from iconolens.ray_pool import ADDRESS_HELP, ENGINE_HELP, check_engine
+from iconolens.ray_pool import ADDRESS_HELP, ENGINE_HELP, THREADS_HELP, check_engine, use_threads
 from iconolens.run import RunDirectory
 
 stdout = CommandConsole(highlight=False)
@@ -99,6 +99,7 @@ def evaluate_command(
         "(the metrics are area ratios, so only rounding changes); 0 measures on the full image."
     )),
     device: str = typer.Option("auto", "--device", help="Where the model runs for --faithfulness-images: " + DEVICE_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="For --faithfulness-images: " + THREADS_HELP),
     engine: str = typer.Option("inprocess", "--engine", help=ENGINE_HELP),
     address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
 ) -> None:
@@ -111,6 +112,7 @@ def evaluate_command(
     from iconolens.ray_pool import import_ray, ray_session
 
     check_engine(engine, address)
+    use_threads(threads)
     if engine == "ray":
         import_ray()
     if faithfulness_images:

@@ -13,7 +13,7 @@ from iconolens.cli.console import CommandConsole
 from iconolens.data.images import DEFAULT_MAX_PIXELS
 from iconolens.device import DEVICE_HELP
 from iconolens.errors import BadInputError
-from iconolens.ray_pool import ADDRESS_HELP, ENGINE_HELP, check_engine
+from iconolens.ray_pool import ADDRESS_HELP, ENGINE_HELP, THREADS_HELP, check_engine, use_threads
 
 console = CommandConsole(highlight=False, soft_wrap=True)
 errors = CommandConsole(stderr=True, highlight=False, soft_wrap=True)
@@ -101,6 +101,7 @@ def explain(
         help="Processes decoding and resizing images while the network runs (0: decode in this process).",
     ),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     engine: str = typer.Option("inprocess", "--engine", help=ENGINE_HELP),
     address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
 ) -> None:
@@ -113,6 +114,7 @@ def explain(
     from iconolens.run import RunDirectory
 
     check_engine(engine, address)
+    use_threads(threads)
     chosen_methods = _parse_methods(methods)
     directory = RunDirectory(run)
     chosen = _split_list(classes) or None
