@@ -135,9 +135,9 @@ def test_maps_on_the_evidence_are_more_faithful(tmp_path):
         stores[name].write("img", maps, np.array([0.9], dtype=np.float32))
     stores["absent"] = MapStore(tmp_path / "absent")
     stores["absent"].initialise(["bright"], "absent", {})
-    from iconolens.evaluate.faithfulness import stored_map_faithfulness
+    from iconolens.evaluate.faithfulness import faithfulness_areas
 
-    out = stored_map_faithfulness(_LeftBrightness(), meta, [sample], stores, steps=8, batch_size=9)
+    out = faithfulness_areas(_LeftBrightness(), meta, [sample], stores, steps=8, batch_size=9).means()
     assert out["left"]["pairs"] == 1 and out["absent"]["pairs"] == 0 and out["absent"]["skipped"] == 1
     assert np.isnan(out["absent"]["deletion_auc"])
     assert out["left"]["deletion_auc"] < out["right"]["deletion_auc"]

@@ -186,7 +186,7 @@ def _faithfulness(rundir: RunDirectory, dataset: Dataset, stores: dict[str, Any]
     from iconolens.atomic import write_json_atomically
     from iconolens.evaluate.declarations import FAITHFULNESS_METRICS
     from iconolens.device import resolve_device
-    from iconolens.evaluate.faithfulness import stored_map_faithfulness
+    from iconolens.evaluate.faithfulness import faithfulness_areas
     from iconolens.models.checkpoint import load_run_model, run_model_dir
     from iconolens.report.tables import markdown_table, write_csv
 
@@ -201,7 +201,7 @@ def _faithfulness(rundir: RunDirectory, dataset: Dataset, stores: dict[str, Any]
     else:
         model, meta = load_run_model(rundir)
         model = model.to(resolve_device(device))
-        results = stored_map_faithfulness(model, meta, chosen, stores, steps=steps, workers=1)
+        results = faithfulness_areas(model, meta, chosen, stores, steps=steps, workers=1).means()
     rows = [{"method": m, **r} for m, r in results.items()]
     stem = "faithfulness" + (f"_{split}" if split else "")
     write_json_atomically(rundir.metrics_dir / f"{stem}.json",

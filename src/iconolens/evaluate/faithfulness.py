@@ -13,7 +13,7 @@ batch of steps costs one call of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -142,9 +142,15 @@ class FaithfulnessAreas:
     skipped: dict[str, int]
 
     @staticmethod
+    def empty(methods: Iterable[str]) -> FaithfulnessAreas:
+        """No pair measured or skipped yet, for each of ``methods``."""
+        methods = list(methods)
+        return FaithfulnessAreas({m: [] for m in methods}, {m: [] for m in methods}, dict.fromkeys(methods, 0))
+
+    @staticmethod
     def joined(parts: Sequence[FaithfulnessAreas]) -> FaithfulnessAreas:
         """Consecutive slices' areas as if measured in one pass."""
-        out = FaithfulnessAreas({}, {}, {})
+        out = FaithfulnessAreas.empty([])
         for part in parts:
             for method in part.skipped:
                 out.deletion.setdefault(method, []).extend(part.deletion[method])
@@ -190,7 +196,8 @@ def faithfulness_areas(
     sigmoid = meta.task == "multilabel"
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
-    areas = FaithfulnessAreas({m: [] for m in stores}, {m: [] for m in stores}, dict.fromkeys(stores, 0))
+    areas = FaithfulnessAreas.empty(stores)
+    store_indices = {m: {c: i for i, c in enumerate(store.classes)} for m, store in stores.items()}
     measured = []
     for sample in samples:
         methods = [m for m, s in stores.items() if s.has(sample.id)]
@@ -207,9 +214,8 @@ def faithfulness_areas(
             raise BadInputError(decoded.problems[0]["message"])
         image = normalise(decoded.images, meta.mean, meta.std)[0].to(device)
         for method in methods:
-            store = stores[method]
-            store_index = {c: i for i, c in enumerate(store.classes)}
-            raw, _ = store.read(sample.id)
+            store_index = store_indices[method]
+            raw, _ = stores[method].read(sample.id)
             for cls in (c for c in sample.labels if c in index):
                 if cls not in store_index:
                     areas.skipped[method] += 1
@@ -230,16 +236,3 @@ def faithfulness_areas(
                 areas.insertion[method].append(curves.insertion_auc)
     return areas
 
-
-def stored_map_faithfulness(
-    model: torch.nn.Module,
-    meta: ModelMeta,
-    samples: Sequence[Sample],
-    stores: Mapping[str, MapStore],
-    steps: int = 50,
-    batch_size: int = 16,
-    workers: int = 0,
-) -> dict[str, dict[str, float]]:
-    """Mean deletion and insertion areas of each method's stored maps over ``samples`` and their labels
-    (see :func:`faithfulness_areas`)."""
-    return faithfulness_areas(model, meta, samples, stores, steps, batch_size, workers).means()

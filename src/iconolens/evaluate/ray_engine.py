@@ -96,9 +96,8 @@ def evaluate_localisation_on_ray(
     ts = np.asarray(thresholds, dtype=np.float64)
     parts = map_on_actors(MeasureActor, (dict(stores), level, ts, max_side), _slices(dataset.samples, slice_size),
                           address=address, workers=workers)
-    if not parts:
-        return measure_maps([], stores, level, ts, max_side).report(level, ts)
-    return MeasuredMaps.joined(parts).report(level, ts)
+    nothing = MeasuredMaps([], {m: {} for m in stores})  # every method is named, measured or not
+    return MeasuredMaps.joined([nothing, *parts]).report(level, ts)
 
 
 class FaithfulnessActor:
@@ -128,11 +127,10 @@ def faithfulness_on_ray(
     address: str | None = None,
     workers: int | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Like :func:`~iconolens.evaluate.faithfulness.stored_map_faithfulness` with the model in ``model_dir``,
+    """Mean areas of :func:`~iconolens.evaluate.faithfulness.faithfulness_areas` with the model in ``model_dir``,
     slices of ``slice_size`` images measured on Ray actors (each image costs hundreds of forward passes)."""
     import_ray()
     args = (str(model_dir), dict(stores), steps, batch_size, device)
     parts = map_on_actors(FaithfulnessActor, args, _slices(samples, slice_size), address=address, workers=workers,
                           gpus_per_actor=actor_gpus(device))
-    empty = FaithfulnessAreas({m: [] for m in stores}, {m: [] for m in stores}, dict.fromkeys(stores, 0))
-    return FaithfulnessAreas.joined([empty, *parts]).means()
+    return FaithfulnessAreas.joined([FaithfulnessAreas.empty(stores), *parts]).means()
