@@ -10,8 +10,9 @@ anywhere on the weak side: expert boxes only score what each stage produced. One
   (``iconolens boxes --segments``);
 * ``layercam-fused-one-box-448``, ``layercam-fused-instances-448``: the same two recipes on LayerCAM maps fused
   over the stride 8, 16 and 32 stages (56 x 56 at 448 px) instead of CAM's 14 x 14;
-* ``faces-448``: one figure box per face MTCNN finds (the canon's proportions), the one-box-448 box where it
-  finds none (``iconolens detect weak --source faces``);
+* ``faces-canon-448``: one figure box per face MTCNN finds (the canon's proportions), the one-box-448 box where
+  it finds none; ``faces-448``: the same with each figure cut out of the painting by GrabCut around its face
+  (``iconolens detect weak --source faces``);
 * ``mil``: multiple-instance learning over proposals without refinement (WSDDN), and ``mil-refined`` with
   online refinement (``iconolens mil``);
 * each chain's self-training rounds (``iconolens detect weak``).
@@ -55,6 +56,7 @@ SOURCES = {
     "one-box-448": ("one-box", 448, "cam"),
     "instances-448": ("instances", 448, "cam"),
     "segments-448": ("segments", 448, "cam"),
+    "faces-canon-448": ("faces", 448, "cam"),
     "faces-448": ("faces", 448, "cam"),
     "mil": ("mil", 0, ""),
     "mil-refined": ("mil", 0, ""),
@@ -68,7 +70,8 @@ def plan_for(name: str, args: argparse.Namespace) -> WeakDetectionPlan:
     return WeakDetectionPlan(source=source, method=method or "cam", map_size=size or 448, iterations=args.iterations,
                              round_iterations=args.round_iterations, rounds=args.rounds, evaluate_split="val",
                              folder=f"weak-{name}" + ("-incomplete" if args.incomplete_boxes else ""),
-                             max_size=args.max_size, backbone=args.backbone, complete_boxes=not args.incomplete_boxes)
+                             max_size=args.max_size, backbone=args.backbone, complete_boxes=not args.incomplete_boxes,
+                             figure_cut=name != "faces-canon-448")
 
 
 def run_at(work: Path, size: int) -> RunDirectory:

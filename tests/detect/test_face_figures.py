@@ -1,4 +1,5 @@
-"""Figure boxes seeded by faces: the canon's proportions, the class from labels or maps, the fallback."""
+"""Figure boxes seeded by faces: the canon's proportions, the class from labels or maps, the fallback (the figure
+cut is tested in test_figure_cut.py, so boxes here are the canon's)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def test_each_face_gives_a_box_of_the_images_label_scored_by_the_face_and_missin
     fallback = DerivedBoxes("cam-one-box", BoxRecipe(level="figure", gate=False, percentile=70.0),
                             (DerivedBox("none", "person", 5, 5, 50, 50, 0.4, 0.8),
                              DerivedBox("two", "person", 0, 0, 90, 70, 0.5, 0.9)), ("none", "two"))
-    derived = face_figure_boxes(dataset, faces=faces, fallback=fallback)
+    derived = face_figure_boxes(dataset, faces=faces, fallback=fallback, cut=None)
     assert len(asked) == 2  # the unlabelled image is not searched
     by_image = {}
     for b in derived.boxes:
@@ -62,7 +63,7 @@ def test_faces_found_on_a_shrunk_copy_are_boxed_in_the_original_pixels(tmp_path:
         shapes.append(tuple(pixels.shape))
         return [(100, 100, 120, 130, 0.9)]  # in the 640 x 480 copy
 
-    derived = face_figure_boxes(dataset, faces=faces, max_side=640)
+    derived = face_figure_boxes(dataset, faces=faces, max_side=640, cut=None)
     assert shapes == [(3, 480, 640)]
     assert derived.boxes[0].xyxy == FigureProportions().figure_box((200, 200, 240, 260), 1280, 960)
 
@@ -106,7 +107,7 @@ def test_a_face_outside_everything_its_classs_map_points_at_gives_no_figure(tmp_
     def faces(pixels):  # a rider's face over the horse, and a bystander's far from it (top left)
         return [(65, 50, 75, 60, 0.99), (5, 2, 9, 6, 0.98)]
 
-    derived = face_figure_boxes(dataset, faces=faces, store=store)
+    derived = face_figure_boxes(dataset, faces=faces, store=store, cut=None)
     assert [b.xyxy for b in derived.boxes] == [FigureProportions().figure_box((65, 50, 75, 60), 100, 100)]
     assert derived.counts["outside_the_map"] == 1
     everyone = face_figure_boxes(dataset, faces=faces, store=store, map_percentile=None)

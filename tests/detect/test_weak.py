@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -85,3 +86,29 @@ def test_cli_resumes_a_finished_chain_and_names_the_detector(collection, run_cli
     assert "detector-0: already done" in out and f"detector: {run / 'weak' / 'round-0' / 'detector'}" in out
     code, _, err = run_cli("detect", "weak", "--run", str(run), "--source", "boxes-from-nowhere")
     assert code == 2 and "unknown box source 'boxes-from-nowhere'" in err
+
+
+def test_the_faces_source_cuts_each_figure_out_unless_told_to_keep_the_canons_box(collection, monkeypatch) -> None:
+    from iconolens.data.images import load_image
+    from iconolens.detect import face_figures
+    from iconolens.detect.figure_cut import cut_figure
+
+    face = (40.0, 10.0, 52.0, 24.0)
+    monkeypatch.setattr(face_figures, "mtcnn_faces", lambda: lambda pixels: [(*face, 0.99)])
+    root, dataset = collection
+    run = _run(root, "faces", dataset)
+    found = {}
+    for cut in (True, False):  # the second chain reuses the first's classifier and maps
+        shutil.rmtree(run / "weak", ignore_errors=True)
+        weakly_supervised_detector(run, replace(PLAN, rounds=0, evaluate_split=None, source="faces", figure_cut=cut))
+        boxes = json.loads(next((run / "weak" / "round-0" / "boxes").glob("*_detections.json")).read_text())
+        found[cut] = {d["sample_id"]: d["bbox"] for d in boxes if d["score"] == pytest.approx(0.99)}
+    assert found[True] and found[True].keys() == found[False].keys()
+    assert any(found[True][k] != found[False][k] for k in found[True])
+    paths = {s.id: s.path for s in dataset.samples}
+    for sample_id, (x, y, w, h) in found[False].items():
+        image = load_image(paths[sample_id])
+        canon = face_figures.FigureProportions().figure_box(face, *image.size)
+        assert (x, y, x + w, y + h) == pytest.approx(canon, abs=0.01)
+        cx, cy, cw, ch = found[True][sample_id]
+        assert (cx, cy, cx + cw, cy + ch) == pytest.approx(cut_figure(image, face, canon), abs=0.01)

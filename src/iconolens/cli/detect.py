@@ -255,13 +255,18 @@ def weak(
     source: str = typer.Option(
         "one-box", "--source",
         help="Pseudo boxes of round 0: one-box (one box around each map's foreground; any class), faces (for "
-        "classes that are human figures: one box per face a pretrained face detector finds, by the canon's "
-        "proportions, the class from the labels and maps, one-box where no face is found; the best measured "
+        "classes that are human figures: one box per face a pretrained face detector finds, its figure cut out "
+        "of the painting within the canon's proportions, the class from the labels and maps, one-box where no "
+        "face is found; the best measured "
         "on People-Art's people), segments (boxes snapped to the painted objects the map points at, by "
         "GrabCut), instances (several per map: peaks grown into regions) or mil (multiple-instance learning "
         "over proposals).",
     ),
     method: str = typer.Option("cam", "--method", help="Saliency method whose maps give the boxes (all sources but mil)."),
+    figure_cut: bool = typer.Option(
+        True, "--figure-cut/--no-figure-cut",
+        help="Source faces: cut each figure out of the painting by GrabCut around its face (else the canon's box).",
+    ),
     map_size: int = typer.Option(448, "--map-size", min=32, help="Input size the maps are computed at (14 x 14 maps at 448 px)."),
     rounds: int = typer.Option(1, "--rounds", min=0, help="Self-training rounds: the last detector re-labels the images, the next learns."),
     iterations: int = typer.Option(600, "--iterations", min=1, help="Training steps of the first detector."),
@@ -298,7 +303,7 @@ def weak(
         split=split, source=source, method=method, map_size=map_size, rounds=rounds, iterations=iterations,  # type: ignore[arg-type]
         round_iterations=round_iterations, relabel=RelabelRule(relative_score=relabel_score), backbone=backbone,
         batch_size=batch_size, learning_rate=learning_rate, min_size=min_size, max_size=max_size,
-        negative_share=negative_share, seed=seed, evaluate_split=evaluate_split, device=device,
+        negative_share=negative_share, seed=seed, evaluate_split=evaluate_split, device=device, figure_cut=figure_cut,
     )
     result = weakly_supervised_detector(run, plan, log=lambda message: console.print(message))
     for stage in result.stages:

@@ -6,7 +6,8 @@ in facenet-pytorch) counts the people instead: each face it finds becomes a figu
 the human figure that artists are taught (the academic canon): the head is the face box grown by a third
 upwards for the skull and hair, a standing figure is 7.5 heads tall and, with arms and drapery, about three
 face widths wide; the box is clipped to the image, so a bust or a half-length portrait ends at the frame.
-These constants come from the canon, not from any collection's boxes.
+These constants come from the canon, not from any collection's boxes. Painted people sit, kneel and are cut by
+the frame, so by default each figure is then cut out of the painting around its face (:mod:`figure_cut`).
 
 Which class a face's figure belongs to comes from the image labels: the only label of a single-label image, or
 among several labels the one whose (normalised) map is strongest inside the figure box. Images whose faces the
@@ -21,9 +22,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from PIL import Image
 
 from iconolens.data.images import load_image
 from iconolens.data.records import Dataset, Sample
+from iconolens.detect.figure_cut import FigureCut, cut_figure
 from iconolens.errors import IconolensError
 from iconolens.evaluate.boxes import BoxRecipe, DerivedBox, DerivedBoxes
 from iconolens.evaluate.localisation import normalised_maps
@@ -68,16 +71,31 @@ def mtcnn_faces(min_face_size: int = 12, min_score: float = 0.9) -> Faces:
     return faces
 
 
-def _pixels(sample: Sample, max_side: int) -> tuple[torch.Tensor, float, tuple[int, int]]:
+def _shrunk(sample: Sample, max_side: int) -> tuple[Image.Image, float, tuple[int, int]]:
     """The image shrunk to at most ``max_side`` pixels (enlarging to 1,024 found 12% more faces on People-Art
-    but no better boxes, at three times the cost)."""
+    but no better boxes, at three times the cost), the scale, and the original size."""
     image = load_image(sample.path)
     scale = min(1.0, max_side / max(image.size))
     size = image.size
     if scale < 1.0:
         image = image.resize((max(1, round(size[0] * scale)), max(1, round(size[1] * scale))))
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
-    return pixels, scale, size
+    return image, scale, size
+
+
+def _tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+def _figure(face: tuple[float, float, float, float], others: list[tuple[float, float, float, float]],
+            image: Image.Image, scale: float, size: tuple[int, int], proportions: FigureProportions,
+            cut: FigureCut | None) -> tuple[float, float, float, float]:
+    """The figure box of ``face`` (in the shrunk ``image``'s pixels) in the original image's pixels."""
+    canon = proportions.figure_box(tuple(v / scale for v in face), *size)
+    if cut is None:
+        return canon
+    shrunk = cut_figure(image, face, tuple(v * scale for v in canon), others, proportions.head_height, cut)
+    return (shrunk[0] / scale, shrunk[1] / scale, min(float(size[0]), shrunk[2] / scale),
+            min(float(size[1]), shrunk[3] / scale))
 
 
 def _label_maps(sample: Sample, store: MapStore | None, size: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -116,6 +134,7 @@ def face_figure_boxes(
     max_side: int = 640,
     fallback: DerivedBoxes | None = None,
     map_percentile: float | None = MAP_PERCENTILE,
+    cut: FigureCut | None = FigureCut(),
 ) -> DerivedBoxes:
     """A figure box per face found in each labelled image (see the module's docstring); images without a face
     keep their boxes in ``fallback``. A box's score is the face's probability: the image label already says the
@@ -123,7 +142,10 @@ def face_figure_boxes(
 
     With maps in ``store``, a figure is kept only where its class's map reaches the map's ``map_percentile``-th
     percentile inside the box (the one-box recipe's foreground) and is not zero there: a face away from
-    everything the class's map points at belongs to someone else (a bystander in a painting labelled "horse")."""
+    everything the class's map points at belongs to someone else (a bystander in a painting labelled "horse").
+
+    With ``cut`` each figure is cut out of the painting by GrabCut around its face (:mod:`figure_cut`); without,
+    the box is the canon's. On People-Art's train split the cut raised the boxes' mAP@0.5 from 0.137 to 0.212."""
     faces = faces or mtcnn_faces()
     boxes: list[DerivedBox] = []
     selected: list[str] = []
@@ -132,17 +154,18 @@ def face_figure_boxes(
     for sample in progress([s for s in dataset.samples if s.labels], "finding faces"):
         counts["images"] += 1
         try:
-            pixels, scale, size = _pixels(sample, max_side)
+            image, scale, size = _shrunk(sample, max_side)
         except IconolensError:
             counts["unreadable_images"] += 1
             continue
-        found = faces(pixels)
+        found = faces(_tensor(image))
         maps = _label_maps(sample, store, size) if found else {}
         cuts = {c: float(np.percentile(m, map_percentile)) for c, m in maps.items()} if map_percentile is not None \
             else {}
         kept = 0
-        for *face, probability in found:
-            box = proportions.figure_box(tuple(v / scale for v in face), *size)
+        for k, (*face, probability) in enumerate(found):
+            others = [tuple(f[:4]) for j, f in enumerate(found) if j != k]
+            box = _figure(tuple(face), others, image, scale, size, proportions, cut)
             label = _class_of(sample, box, maps)
             if label is None:
                 counts["class_unknown"] += 1

@@ -65,6 +65,8 @@ class WeakDetectionPlan:
     map_size: int = 448
     # pseudo boxes from maps, for the instances source
     recipe: BoxRecipe = field(default_factory=lambda: BoxRecipe(level="figure", gate=False, instances=True))
+    # the faces source: cut each face's figure out of the painting (False: the canon's box)
+    figure_cut: bool = True
     # detector
     backbone: str = DEFAULT_BACKBONE
     iterations: int = 600
@@ -163,8 +165,9 @@ def first_pseudo_boxes(run: RunDirectory, train: Dataset, plan: WeakDetectionPla
     derived = replace(derive_boxes(train, store, recipe, method=plan.method), method=f"{plan.method}-one-box")
     if plan.source == "faces":
         from iconolens.detect.face_figures import face_figure_boxes
+        from iconolens.detect.figure_cut import FigureCut
 
-        return face_figure_boxes(train, store=store, fallback=derived)
+        return face_figure_boxes(train, store=store, fallback=derived, cut=FigureCut() if plan.figure_cut else None)
     return replace(derived, method=f"{plan.method}-{plan.source}")
 
 
