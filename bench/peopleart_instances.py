@@ -69,9 +69,10 @@ def plan_for(name: str, args: argparse.Namespace) -> WeakDetectionPlan:
     source, size, method = SOURCES[name]
     return WeakDetectionPlan(source=source, method=method or "cam", map_size=size or 448, iterations=args.iterations,
                              round_iterations=args.round_iterations, rounds=args.rounds, evaluate_split="val",
-                             folder=f"weak-{name}" + ("-incomplete" if args.incomplete_boxes else ""),
+                             folder=f"weak-{name}" + ("-incomplete" if args.incomplete_boxes else "")
+                             + ("-relabel-alone" if args.relabel_alone else ""),
                              max_size=args.max_size, backbone=args.backbone, complete_boxes=not args.incomplete_boxes,
-                             figure_cut=name != "faces-canon-448")
+                             figure_cut=name != "faces-canon-448", keep_face_figures=not args.relabel_alone)
 
 
 def run_at(work: Path, size: int) -> RunDirectory:
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--incomplete-boxes", action="store_true",
                         help="train the chains' detectors with background only from paintings without boxes")
+    parser.add_argument("--relabel-alone", action="store_true",
+                        help="self-training rounds of the faces chains do not keep the face figures")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work: Path = args.work
@@ -141,7 +144,7 @@ def main() -> None:
                 recipe = MilRecipe(training=MilTraining(refinements=0)) if name == "mil" else MilRecipe()
                 derived = mil_boxes(train, recipe=recipe, seed=0, feature_dir=work / "mil-features")
             else:
-                derived = first_pseudo_boxes(at, train, plan)
+                derived, _ = first_pseudo_boxes(at, train, plan)
             seconds = time.perf_counter() - start
             scores = evaluate_derived_boxes(train, derived.boxes, name, image_ids=[s.id for s in train.samples])
             row_path.write_text(json.dumps({"source": name, "seconds": round(seconds, 1), **scores.row()}, indent=2))

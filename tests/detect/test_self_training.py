@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +70,28 @@ def test_an_image_the_detector_finds_nothing_in_keeps_its_previous_boxes(tmp_pat
 def test_relabel_rule_is_checked() -> None:
     with pytest.raises(BadInputError, match="relative_score and min_score"):
         RelabelRule(relative_score=1.5)
+
+
+def test_anchors_stay_and_the_detector_adds_only_the_figures_they_miss(tmp_path: Path) -> None:
+    dataset = _collection(tmp_path, [("saint",), ("saint",), ("saint",)])
+    anchor = Box(0, 0, 10, 12, "saint")  # IoU with the detection (0, 0, 10, 10) is 100 / 120: the same figure
+    anchors = dataset.with_samples(tuple(replace(s, boxes=(anchor,) if s.id != "2" else ()) for s in dataset.samples))
+    previous = dataset.with_samples(tuple(replace(s, boxes=(anchor, Box(30, 30, 39, 39, "saint"))) if s.id == "1"
+                                          else replace(s, boxes=(anchor,)) if s.id == "0" else s
+                                          for s in dataset.samples))
+    # Two detections: one on the anchor's figure, one elsewhere (IoU 0 with the anchor).
+    detector = FixedDetector([[0, 0, 10, 10], [20, 20, 30, 30]], [0.9, 0.8], [1, 1])
+    new, derived = relabel(detector, dataset, previous=previous, anchors=anchors, min_size=40, max_size=40)
+    expected = [(0, 0, 10, 12), (20, 20, 30, 30)]  # the anchor (not its detection again) and the new figure
+    assert [b.xyxy for b in new.samples[0].boxes] == expected
+    assert [b.xyxy for b in new.samples[1].boxes] == expected  # the previous round's other box is replaced
+    assert [b.xyxy for b in new.samples[2].boxes] == [(0, 0, 10, 10), (20, 20, 30, 30)]  # no anchor: as without
+    assert [d.score for d in derived if d.sample_id == "0"] == [1.0, pytest.approx(0.8)]  # anchors rank first
+
+    # Where the detector finds nothing, the previous round's boxes stay (they hold the anchors already).
+    silent = FixedDetector([[0, 0, 10, 10]], [0.01], [1])
+    quiet, _ = relabel(silent, dataset, previous=previous, anchors=anchors, min_size=40, max_size=40)
+    assert quiet.samples[1].boxes == previous.samples[1].boxes
+    # Without a previous round, an anchor is kept even then.
+    alone, _ = relabel(silent, dataset, anchors=anchors, min_size=40, max_size=40)
+    assert [b.xyxy for b in alone.samples[0].boxes] == [(0, 0, 10, 12)] and alone.samples[2].boxes == ()

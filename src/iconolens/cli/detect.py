@@ -267,6 +267,11 @@ def weak(
         True, "--figure-cut/--no-figure-cut",
         help="Source faces: cut each figure out of the painting by GrabCut around its face (else the canon's box).",
     ),
+    keep_face_figures: bool = typer.Option(
+        True, "--keep-face-figures/--relabel-alone",
+        help="Source faces: every self-training round keeps round 0's face figures and adds the detections that "
+        "overlap none of them (else the detector re-labels alone).",
+    ),
     map_size: int = typer.Option(448, "--map-size", min=32, help="Input size the maps are computed at (14 x 14 maps at 448 px)."),
     rounds: int = typer.Option(1, "--rounds", min=0, help="Self-training rounds: the last detector re-labels the images, the next learns."),
     iterations: int = typer.Option(600, "--iterations", min=1, help="Training steps of the first detector."),
@@ -304,6 +309,7 @@ def weak(
         round_iterations=round_iterations, relabel=RelabelRule(relative_score=relabel_score), backbone=backbone,
         batch_size=batch_size, learning_rate=learning_rate, min_size=min_size, max_size=max_size,
         negative_share=negative_share, seed=seed, evaluate_split=evaluate_split, device=device, figure_cut=figure_cut,
+        keep_face_figures=keep_face_figures,
     )
     result = weakly_supervised_detector(run, plan, log=lambda message: console.print(message))
     for stage in result.stages:

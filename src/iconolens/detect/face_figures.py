@@ -181,15 +181,18 @@ def face_figure_boxes(
             selected.append(sample.id)
         else:
             counts["no_face"] += 1
-    method = "faces"
-    recipe = BoxRecipe(level="figure", gate=False)
-    if fallback is not None:
-        chosen = set(selected)
-        extra = [b for b in fallback.boxes if b.sample_id not in chosen]
-        boxes.extend(extra)
-        selected.extend(s for s in fallback.selected if s not in chosen)
-        counts["fallback_boxes"] = len(extra)
-        method, recipe = f"faces+{fallback.method}", fallback.recipe
     counts["boxes"] = len(boxes)
     counts["selected_images"] = len(selected)
-    return DerivedBoxes(method, replace(recipe, level="figure"), tuple(boxes), tuple(selected), counts)
+    faces_found = DerivedBoxes("faces", BoxRecipe(level="figure", gate=False), tuple(boxes), tuple(selected), counts)
+    return faces_found if fallback is None else with_fallback(faces_found, fallback)
+
+
+def with_fallback(faces: DerivedBoxes, fallback: DerivedBoxes) -> DerivedBoxes:
+    """The face figures, and ``fallback``'s boxes on the images where no face gave a figure."""
+    chosen = set(faces.selected)
+    extra = [b for b in fallback.boxes if b.sample_id not in chosen]
+    counts = {**faces.counts, "fallback_boxes": len(extra), "boxes": len(faces.boxes) + len(extra)}
+    selected = faces.selected + tuple(s for s in fallback.selected if s not in chosen)
+    counts["selected_images"] = len(selected)
+    return DerivedBoxes(f"faces+{fallback.method}", replace(fallback.recipe, level="figure"),
+                        faces.boxes + tuple(extra), selected, counts)

@@ -17,11 +17,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import torch
+from torchvision.ops import box_iou
+
 from iconolens.data.records import Box, Dataset
 from iconolens.detect.detections import Detector
 from iconolens.detect.evaluation import ScoredBox, detect_collection
 from iconolens.errors import BadInputError
 from iconolens.evaluate.boxes import DerivedBox
+
+#: A detection overlapping an anchor this much is the anchor's figure, found again.
+SAME_FIGURE_IOU = 0.5
 
 
 @dataclass(frozen=True)
@@ -51,15 +57,19 @@ def relabel(
     rule: RelabelRule = RelabelRule(),
     min_size: int = 320,
     max_size: int = 512,
+    anchors: Dataset | None = None,
 ) -> tuple[Dataset, list[DerivedBox]]:
     """``dataset`` with its figure boxes replaced by ``detector``'s confident detections of each image's labels.
 
     ``previous`` (same samples, e.g. the pseudo boxes the detector was trained on) supplies the boxes of an
-    (image, class) where the detector finds nothing. Returns the new collection and the boxes as
-    :class:`DerivedBox` (score = detection score), for scoring and writing as COCO detections.
+    (image, class) where the detector finds nothing. ``anchors`` (same samples) are kept wherever the detector
+    finds something, with the detections that overlap none of them. Returns the new collection and the boxes
+    as :class:`DerivedBox` (score = detection score; 1 for an anchor), for scoring and writing as COCO
+    detections.
     """
     known = set(detector.classes)
     before = {s.id: s for s in previous.samples} if previous is not None else {}
+    anchored = {s.id: s for s in anchors.samples} if anchors is not None else {}
     predictions, _ = detect_collection(detector, dataset, min_size, max_size)
     samples, derived = [], []
     for sample, found in zip(dataset.samples, predictions):
@@ -68,7 +78,14 @@ def relabel(
             if label not in known:
                 continue
             chosen = rule.select(found, label)
-            if chosen:
+            detected = bool(chosen)
+            fixed = anchored[sample.id].boxes_of(label, "figure") if sample.id in anchored else ()
+            if chosen and fixed:
+                overlap = box_iou(torch.tensor([d.xyxy for d in chosen]), torch.tensor([b.xyxy for b in fixed]))
+                chosen = [d for d, row in zip(chosen, overlap) if float(row.max()) < SAME_FIGURE_IOU]
+            if detected or (fixed and sample.id not in before):
+                boxes += [Box(*b.xyxy, label=label) for b in fixed]
+                derived += [DerivedBox(sample.id, label, *b.xyxy, mean_activation=1.0, probability=1.0) for b in fixed]
                 boxes += [Box(*d.xyxy, label=label) for d in chosen]
                 derived += [DerivedBox(sample.id, label, *d.xyxy, mean_activation=d.score, probability=1.0)
                             for d in chosen]

@@ -65,8 +65,10 @@ class WeakDetectionPlan:
     map_size: int = 448
     # pseudo boxes from maps, for the instances source
     recipe: BoxRecipe = field(default_factory=lambda: BoxRecipe(level="figure", gate=False, instances=True))
-    # the faces source: cut each face's figure out of the painting (False: the canon's box)
+    # the faces source: cut each face's figure out of the painting (False: the canon's box), and keep the face
+    # figures in every self-training round (False: the detector re-labels alone)
     figure_cut: bool = True
+    keep_face_figures: bool = True
     # detector
     backbone: str = DEFAULT_BACKBONE
     iterations: int = 600
@@ -148,12 +150,14 @@ def _maps(run: RunDirectory, plan: WeakDetectionPlan, log: Callable[[str], None]
     return {"stage": "maps", "written": outcome.written[plan.method], "done_before": outcome.done_before[plan.method]}
 
 
-def first_pseudo_boxes(run: RunDirectory, train: Dataset, plan: WeakDetectionPlan) -> DerivedBoxes:
-    """Round 0's boxes, from the classifier's maps or from multiple-instance learning over proposals."""
+def first_pseudo_boxes(run: RunDirectory, train: Dataset, plan: WeakDetectionPlan
+                       ) -> tuple[DerivedBoxes, DerivedBoxes | None]:
+    """Round 0's boxes, from the classifier's maps or from multiple-instance learning over proposals, and the
+    boxes among them that every round keeps (the face figures of the faces source; None for other sources)."""
     if plan.source == "mil":
         from iconolens.detect.mil import mil_boxes
 
-        return mil_boxes(train, seed=plan.seed)
+        return mil_boxes(train, seed=plan.seed), None
     one_box = BoxRecipe(level="figure", gate=False, percentile=70.0)
     recipe = {
         "instances": plan.recipe,
@@ -164,11 +168,12 @@ def first_pseudo_boxes(run: RunDirectory, train: Dataset, plan: WeakDetectionPla
     store = MapStore(run.maps_dir(plan.method))
     derived = replace(derive_boxes(train, store, recipe, method=plan.method), method=f"{plan.method}-one-box")
     if plan.source == "faces":
-        from iconolens.detect.face_figures import face_figure_boxes
+        from iconolens.detect.face_figures import face_figure_boxes, with_fallback
         from iconolens.detect.figure_cut import FigureCut
 
-        return face_figure_boxes(train, store=store, fallback=derived, cut=FigureCut() if plan.figure_cut else None)
-    return replace(derived, method=f"{plan.method}-{plan.source}")
+        faces = face_figure_boxes(train, store=store, cut=FigureCut() if plan.figure_cut else None)
+        return with_fallback(faces, derived), faces
+    return replace(derived, method=f"{plan.method}-{plan.source}"), None
 
 
 def _write_boxes(derived: DerivedBoxes, train: Dataset, folder: Path) -> Path:
@@ -237,6 +242,7 @@ def weakly_supervised_detector(
         record("maps", lambda: _maps(run, plan, log), False)
     previous: Path | None = None
     detector_dir = _round_dir(run, plan, 0) / "detector"
+    anchors_dir = _round_dir(run, plan, 0) / "anchors"
     for r in range(plan.rounds + 1):
         folder = _round_dir(run, plan, r)
         boxes_dir, detector_dir = folder / "boxes", folder / "detector"
@@ -245,13 +251,19 @@ def weakly_supervised_detector(
         def make_boxes(r: int = r, previous: Path | None = previous) -> dict:
             if r == 0:
                 log(f"deriving pseudo boxes ({plan.source})")
-                derived = first_pseudo_boxes(run, train, plan)
+                derived, anchors = first_pseudo_boxes(run, train, plan)
+                if anchors is not None:  # before the boxes, whose file marks the stage done
+                    _write_boxes(anchors, train, anchors_dir)
             else:
                 log(f"round {r}: the detector of round {r - 1} re-labels the {plan.split} images")
                 teacher, meta = load_detector(previous)
                 taught = with_pseudo_boxes(train, read_coco_detections(next((previous.parent / "boxes").glob(
                     "*_detections.json"))))
-                _, boxes = relabel(teacher, train, taught, plan.relabel, meta.min_size, meta.max_size)
+                anchors_file = next(anchors_dir.glob("*_detections.json"), None) if anchors_dir.is_dir() else None
+                anchored = None
+                if plan.keep_face_figures and anchors_file is not None:
+                    anchored = with_pseudo_boxes(train, read_coco_detections(anchors_file), anchors_file)
+                _, boxes = relabel(teacher, train, taught, plan.relabel, meta.min_size, meta.max_size, anchored)
                 derived = DerivedBoxes(f"round{r}", BoxRecipe(level="figure", gate=False), tuple(boxes),
                                        tuple(sorted({b.sample_id for b in boxes})), {"boxes": len(boxes)})
             _write_boxes(derived, train, boxes_dir)
