@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -53,10 +54,20 @@ def make_run(root: Path, checkpoint: Path, images: int = IMAGES) -> RunDirectory
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, saints_checkpoint: Path) -> dict[tuple[str, str], bytes]:
-    """The .npz bytes the in-process engine writes, per (method, image)."""
+    """The .npz bytes the in-process engine writes, per (method, image), with one thread as on each one-CPU
+    actor: the last bits of a convolution depend on how many threads share it."""
     run = make_run(tmp_path_factory.mktemp("inprocess"), saints_checkpoint)
-    explain_run(run, METHODS, settings=SETTINGS)
+    explain_in_one_thread(run, METHODS, SETTINGS)
     return map_bytes(run)
+
+
+def explain_in_one_thread(run: RunDirectory, methods, settings: ExplainSettings) -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        explain_run(run, methods, settings=settings)
+    finally:
+        torch.set_num_threads(before)
 
 
 def map_bytes(run: RunDirectory) -> dict[tuple[str, str], bytes]:
@@ -120,7 +131,7 @@ def test_a_killed_driver_leaves_whole_files_and_the_rerun_completes(tmp_path, sa
     """The subprocess starts its own local Ray (none is running in it), so this covers that path too."""
     methods = ("gradcam",)
     fresh = make_run(tmp_path / "fresh", saints_checkpoint, images=IMAGES)
-    explain_run(fresh, methods, settings=ExplainSettings(batch_size=1, workers=0))
+    explain_in_one_thread(fresh, methods, ExplainSettings(batch_size=1, workers=0))
     run = make_run(tmp_path / "killed", saints_checkpoint, images=IMAGES)
     store = MapStore(run.maps_dir("gradcam"))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}

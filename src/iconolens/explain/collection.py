@@ -24,6 +24,7 @@ from iconolens.data.images import DEFAULT_MAX_PIXELS
 from iconolens.data.stream import decoded_batches
 from iconolens.device import resolve_device
 from iconolens.errors import BadInputError
+from iconolens.explain.background_writes import BackgroundWriter
 from iconolens.explain.engine import (
     CLASS_AGNOSTIC,
     check_parameters,
@@ -166,10 +167,12 @@ def explain_batch(
     activation: str,
     settings: ExplainSettings,
     device: Any,
+    writer: BackgroundWriter | None = None,
 ) -> dict[str, int]:
     """Explain one decoded batch (uint8 ``images`` of the ``loaded`` samples) and write what each store lacks.
 
-    Shared by both engines so that equal batches give byte-identical maps. Returns the images written per method.
+    Shared by both engines so that equal batches give byte-identical maps. With a ``writer`` the files are
+    written from its thread. Returns the images written (or queued) per method.
     """
     s = settings
     written = dict.fromkeys(stores, 0)
@@ -187,10 +190,10 @@ def explain_batch(
             n=s.n, sigma=s.sigma, seed=s.seed, n_masks=s.masks, grid=s.grid, p=s.p,
         )
         for method, result in results.items():
+            write = writer.write if writer is not None else lambda store, *item: store.write(*item)
             for row, i in enumerate(wanted):
-                stores[method].write(
-                    loaded[i].id, result.raw[row].float().cpu().numpy(), result.scores[row].cpu().numpy()
-                )
+                write(stores[method], loaded[i].id, result.raw[row].float().cpu().numpy(),
+                      result.scores[row].cpu().numpy())
                 written[method] += 1
     return written
 
@@ -219,14 +222,15 @@ def explain_run(
     stream = decoded_batches(
         prepared.pending, meta.input_size, s.batch_size, workers=s.workers, max_pixels=s.max_pixels
     )
-    for batch in progress(stream, "explaining", total=total):
-        problems.extend(batch.problems)
-        counts = explain_batch(
-            model, meta, batch.images, batch.samples, prepared.stores, prepared.indices, prepared.target,
-            prepared.activation, s, device,
-        )
-        for method, count in counts.items():
-            written[method] += count
+    with BackgroundWriter() as writer:
+        for batch in progress(stream, "explaining", total=total):
+            problems.extend(batch.problems)
+            counts = explain_batch(
+                model, meta, batch.images, batch.samples, prepared.stores, prepared.indices, prepared.target,
+                prepared.activation, s, device, writer,
+            )
+            for method, count in counts.items():
+                written[method] += count
     if problems:
         write_json_atomically(run.maps_root / "problems.json", problems)
     return ExplainOutcome(written, prepared.done_before, problems)
