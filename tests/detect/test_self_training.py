@@ -14,6 +14,7 @@ from iconolens.data.records import Box, Dataset, Sample
 from iconolens.detect.detections import Detections
 from iconolens.detect.self_training import RelabelRule, relabel
 from iconolens.errors import BadInputError
+from iconolens.evaluate.boxes import DerivedBox
 
 
 class FixedDetector:
@@ -75,7 +76,7 @@ def test_relabel_rule_is_checked() -> None:
 def test_anchors_stay_and_the_detector_adds_only_the_figures_they_miss(tmp_path: Path) -> None:
     dataset = _collection(tmp_path, [("saint",), ("saint",), ("saint",)])
     anchor = Box(0, 0, 10, 12, "saint")  # IoU with the detection (0, 0, 10, 10) is 100 / 120: the same figure
-    anchors = dataset.with_samples(tuple(replace(s, boxes=(anchor,) if s.id != "2" else ()) for s in dataset.samples))
+    anchors = [DerivedBox(i, "saint", 0, 0, 10, 12, mean_activation=0.97, probability=1.0) for i in ("0", "1")]
     previous = dataset.with_samples(tuple(replace(s, boxes=(anchor, Box(30, 30, 39, 39, "saint"))) if s.id == "1"
                                           else replace(s, boxes=(anchor,)) if s.id == "0" else s
                                           for s in dataset.samples))
@@ -86,12 +87,14 @@ def test_anchors_stay_and_the_detector_adds_only_the_figures_they_miss(tmp_path:
     assert [b.xyxy for b in new.samples[0].boxes] == expected
     assert [b.xyxy for b in new.samples[1].boxes] == expected  # the previous round's other box is replaced
     assert [b.xyxy for b in new.samples[2].boxes] == [(0, 0, 10, 10), (20, 20, 30, 30)]  # no anchor: as without
-    assert [d.score for d in derived if d.sample_id == "0"] == [1.0, pytest.approx(0.8)]  # anchors rank first
+    # An anchor keeps its own score (ties would leave the order of the anchors to chance).
+    assert [d.score for d in derived if d.sample_id == "0"] == [0.97, pytest.approx(0.8)]
 
     # Where the detector finds nothing, the previous round's boxes stay (they hold the anchors already).
     silent = FixedDetector([[0, 0, 10, 10]], [0.01], [1])
-    quiet, _ = relabel(silent, dataset, previous=previous, anchors=anchors, min_size=40, max_size=40)
+    quiet, kept = relabel(silent, dataset, previous=previous, anchors=anchors, min_size=40, max_size=40)
     assert quiet.samples[1].boxes == previous.samples[1].boxes
+    assert sorted(d.score for d in kept if d.sample_id == "1") == [0.0, 0.97]  # the anchor's score, 0 for the rest
     # Without a previous round, an anchor is kept even then.
     alone, _ = relabel(silent, dataset, anchors=anchors, min_size=40, max_size=40)
     assert [b.xyxy for b in alone.samples[0].boxes] == [(0, 0, 10, 12)] and alone.samples[2].boxes == ()

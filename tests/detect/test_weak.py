@@ -100,12 +100,18 @@ def test_the_faces_source_cuts_each_figure_out_unless_told_to_keep_the_canons_bo
     found = {}
     for cut in (True, False):  # the second chain reuses the first's classifier and maps
         shutil.rmtree(run / "weak", ignore_errors=True)
-        weakly_supervised_detector(run, replace(PLAN, rounds=0, evaluate_split=None, source="faces", figure_cut=cut))
+        weakly_supervised_detector(run, replace(PLAN, rounds=int(cut), evaluate_split=None, source="faces",
+                                                figure_cut=cut))
         boxes = json.loads(next((run / "weak" / "round-0" / "boxes").glob("*_detections.json")).read_text())
         found[cut] = {d["sample_id"]: d["bbox"] for d in boxes if d["score"] == pytest.approx(0.99)}
         # The face figures, apart from the fallback boxes, are written as the anchors later rounds keep.
         anchors = json.loads((run / "weak" / "round-0" / "anchors" / "faces_figure_detections.json").read_text())
         assert {d["sample_id"]: d["bbox"] for d in anchors} == found[cut] and len(anchors) == len(found[cut])
+        if cut:  # round 1 keeps every anchor, with its score
+            relabelled = json.loads(next((run / "weak" / "round-1" / "boxes").glob("*_detections.json")).read_text())
+            key = lambda d: (d["sample_id"], tuple(round(v, 3) for v in d["bbox"]), d["score"])  # noqa: E731
+            kept = {key(d) for d in relabelled}
+            assert all(key(d) in kept for d in anchors)
     assert found[True] and found[True].keys() == found[False].keys()
     assert any(found[True][k] != found[False][k] for k in found[True])
     paths = {s.id: s.path for s in dataset.samples}

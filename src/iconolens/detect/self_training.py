@@ -57,19 +57,21 @@ def relabel(
     rule: RelabelRule = RelabelRule(),
     min_size: int = 320,
     max_size: int = 512,
-    anchors: Dataset | None = None,
+    anchors: Sequence[DerivedBox] = (),
 ) -> tuple[Dataset, list[DerivedBox]]:
     """``dataset`` with its figure boxes replaced by ``detector``'s confident detections of each image's labels.
 
     ``previous`` (same samples, e.g. the pseudo boxes the detector was trained on) supplies the boxes of an
-    (image, class) where the detector finds nothing. ``anchors`` (same samples) are kept wherever the detector
-    finds something, with the detections that overlap none of them. Returns the new collection and the boxes
-    as :class:`DerivedBox` (score = detection score; 1 for an anchor), for scoring and writing as COCO
-    detections.
+    (image, class) where the detector finds nothing. ``anchors`` are kept wherever the detector finds something,
+    with the detections that overlap none of them. Returns the new collection and the boxes as
+    :class:`DerivedBox` (score = detection score, an anchor's own score for an anchor), for scoring and
+    writing as COCO detections.
     """
     known = set(detector.classes)
     before = {s.id: s for s in previous.samples} if previous is not None else {}
-    anchored = {s.id: s for s in anchors.samples} if anchors is not None else {}
+    anchored: dict[tuple[str, str], list[DerivedBox]] = {}
+    for anchor in anchors:
+        anchored.setdefault((anchor.sample_id, anchor.label), []).append(anchor)
     predictions, _ = detect_collection(detector, dataset, min_size, max_size)
     samples, derived = [], []
     for sample, found in zip(dataset.samples, predictions):
@@ -79,19 +81,21 @@ def relabel(
                 continue
             chosen = rule.select(found, label)
             detected = bool(chosen)
-            fixed = anchored[sample.id].boxes_of(label, "figure") if sample.id in anchored else ()
+            fixed = anchored.get((sample.id, label), [])
             if chosen and fixed:
                 overlap = box_iou(torch.tensor([d.xyxy for d in chosen]), torch.tensor([b.xyxy for b in fixed]))
                 chosen = [d for d, row in zip(chosen, overlap) if float(row.max()) < SAME_FIGURE_IOU]
             if detected or (fixed and sample.id not in before):
                 boxes += [Box(*b.xyxy, label=label) for b in fixed]
-                derived += [DerivedBox(sample.id, label, *b.xyxy, mean_activation=1.0, probability=1.0) for b in fixed]
+                derived += fixed
                 boxes += [Box(*d.xyxy, label=label) for d in chosen]
                 derived += [DerivedBox(sample.id, label, *d.xyxy, mean_activation=d.score, probability=1.0)
                             for d in chosen]
             elif sample.id in before:
                 kept = before[sample.id].boxes_of(label, "figure")
                 boxes += kept
-                derived += [DerivedBox(sample.id, label, *b.xyxy, mean_activation=0.0, probability=1.0) for b in kept]
+                own = {b.xyxy: b.score for b in fixed}  # an anchor among them keeps its score
+                derived += [DerivedBox(sample.id, label, *b.xyxy, mean_activation=own.get(b.xyxy, 0.0), probability=1.0)
+                            for b in kept]
         samples.append(replace(sample, boxes=tuple(boxes)))
     return dataset.with_samples(tuple(samples)), derived

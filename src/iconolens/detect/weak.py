@@ -40,7 +40,7 @@ from iconolens.detect.self_training import RelabelRule, relabel
 from iconolens.detect.training import read_coco_detections, train_detector, with_pseudo_boxes
 from iconolens.device import resolve_device
 from iconolens.errors import BadInputError
-from iconolens.evaluate.boxes import BoxRecipe, DerivedBoxes, derive_boxes, write_derived_boxes
+from iconolens.evaluate.boxes import BoxRecipe, DerivedBox, DerivedBoxes, derive_boxes, write_derived_boxes
 from iconolens.evaluate.detection import evaluate_derived_boxes
 from iconolens.evaluate.segments import SegmentSeeds
 from iconolens.explain.store import MapStore
@@ -176,6 +176,19 @@ def first_pseudo_boxes(run: RunDirectory, train: Dataset, plan: WeakDetectionPla
     return replace(derived, method=f"{plan.method}-{plan.source}"), None
 
 
+def _read_anchors(train: Dataset, path: Path) -> list[DerivedBox]:
+    """The anchors written by round 0 (COCO detections with sample ids, as ``coco_detections`` writes them)."""
+    anchors = []
+    for entry in read_coco_detections(path):
+        cid = int(entry.get("category_id", 1))
+        if not 1 <= cid <= len(train.classes) or "sample_id" not in entry:
+            raise BadInputError("an anchor names no class or no image of the collection", path)
+        x, y, w, h = (float(v) for v in entry["bbox"])
+        anchors.append(DerivedBox(str(entry["sample_id"]), train.classes[cid - 1], x, y, x + w, y + h,
+                                  mean_activation=float(entry.get("score", 1.0)), probability=1.0))
+    return anchors
+
+
 def _write_boxes(derived: DerivedBoxes, train: Dataset, folder: Path) -> Path:
     return write_derived_boxes(derived, train, folder)["detections"]
 
@@ -260,9 +273,7 @@ def weakly_supervised_detector(
                 taught = with_pseudo_boxes(train, read_coco_detections(next((previous.parent / "boxes").glob(
                     "*_detections.json"))))
                 anchors_file = next(anchors_dir.glob("*_detections.json"), None) if anchors_dir.is_dir() else None
-                anchored = None
-                if plan.keep_face_figures and anchors_file is not None:
-                    anchored = with_pseudo_boxes(train, read_coco_detections(anchors_file), anchors_file)
+                anchored = _read_anchors(train, anchors_file) if plan.keep_face_figures and anchors_file else []
                 _, boxes = relabel(teacher, train, taught, plan.relabel, meta.min_size, meta.max_size, anchored)
                 derived = DerivedBoxes(f"round{r}", BoxRecipe(level="figure", gate=False), tuple(boxes),
                                        tuple(sorted({b.sample_id for b in boxes})), {"boxes": len(boxes)})
