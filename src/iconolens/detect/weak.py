@@ -7,8 +7,9 @@ chain resumes where it stopped, and any stage can be re-run by deleting its fold
     RUN/maps/<method>/            its saliency maps of the training images, at ``map_size``
     RUN/weak/round-0/boxes/       pseudo boxes (COCO detections and a pseudo-ground-truth COCO file): one box
                                   around each map's foreground, boxes snapped to the painted objects the map
-                                  points at, several instances per map, or multiple-instance learning over
-                                  proposals
+                                  points at, several instances per map, multiple-instance learning over
+                                  proposals, or figures around the faces a face detector finds
+    RUN/weak/round-0/anchors/     (faces) the face figures alone, which every self-training round keeps
     RUN/weak/round-0/detector/    a Faster R-CNN trained on them
     RUN/weak/round-<r>/           self-training: detector r-1 re-labels the training images, detector r learns
     RUN/weak/summary.json         per stage: wall time, box counts, the held-out training check, and, where the
