@@ -14,7 +14,7 @@ models of the figure and its surroundings and cuts along the edges between them.
 
 The figure's box is the box of the connected figure region that holds the face's centre; where GrabCut finds
 no background in the window (a crowd, or a blank canvas) that is the whole window. Keeping the canon's box
-there instead was measured worse on People-Art (mAP@0.5 0.198 against 0.212). Where GrabCut cannot run (a
+there instead was measured worse on People-Art (mAP@0.5 0.198 against 0.211). Where GrabCut cannot run (a
 window too small) or leaves the face's centre outside the figure, the canon's box is kept. The window
 is cut at most ``max_side`` pixels on its longer side: GrabCut's cost grows with pixels and a box needs no fine
 outline. Nothing here was fitted to any collection's boxes.

@@ -62,8 +62,8 @@ def relabel(
     """``dataset`` with its figure boxes replaced by ``detector``'s confident detections of each image's labels.
 
     ``previous`` (same samples, e.g. the pseudo boxes the detector was trained on) supplies the boxes of an
-    (image, class) where the detector finds nothing. ``anchors`` are kept wherever the detector finds something,
-    with the detections that overlap none of them. Returns the new collection and the boxes as
+    (image, class) where the detector finds nothing. ``anchors`` are always kept, with the detections (or,
+    where there are none, the previous boxes) that overlap none of them. Returns the new collection and the boxes as
     :class:`DerivedBox` (score = detection score, an anchor's own score for an anchor), for scoring and
     writing as COCO detections.
     """
@@ -80,22 +80,19 @@ def relabel(
             if label not in known:
                 continue
             chosen = rule.select(found, label)
-            detected = bool(chosen)
             fixed = anchored.get((sample.id, label), [])
-            if chosen and fixed:
-                overlap = box_iou(torch.tensor([d.xyxy for d in chosen]), torch.tensor([b.xyxy for b in fixed]))
-                chosen = [d for d, row in zip(chosen, overlap) if float(row.max()) < SAME_FIGURE_IOU]
-            if detected or (fixed and sample.id not in before):
-                boxes += [Box(*b.xyxy, label=label) for b in fixed]
-                derived += fixed
-                boxes += [Box(*d.xyxy, label=label) for d in chosen]
-                derived += [DerivedBox(sample.id, label, *d.xyxy, mean_activation=d.score, probability=1.0)
-                            for d in chosen]
-            elif sample.id in before:
-                kept = before[sample.id].boxes_of(label, "figure")
-                boxes += kept
-                own = {b.xyxy: b.score for b in fixed}  # an anchor among them keeps its score
-                derived += [DerivedBox(sample.id, label, *b.xyxy, mean_activation=own.get(b.xyxy, 0.0), probability=1.0)
-                            for b in kept]
+            if chosen:
+                found_here = [(d.xyxy, d.score) for d in chosen]
+            elif sample.id in before:  # ranked below every detection
+                found_here = [(b.xyxy, 0.0) for b in before[sample.id].boxes_of(label, "figure")]
+            else:
+                found_here = []
+            if found_here and fixed:  # what an anchor already holds is not added again
+                overlap = box_iou(torch.tensor([xyxy for xyxy, _ in found_here]), torch.tensor([b.xyxy for b in fixed]))
+                found_here = [f for f, row in zip(found_here, overlap) if float(row.max()) < SAME_FIGURE_IOU]
+            derived += fixed
+            derived += [DerivedBox(sample.id, label, *xyxy, mean_activation=score, probability=1.0)
+                        for xyxy, score in found_here]
+            boxes += [Box(*b.xyxy, label=label) for b in fixed] + [Box(*xyxy, label=label) for xyxy, _ in found_here]
         samples.append(replace(sample, boxes=tuple(boxes)))
     return dataset.with_samples(tuple(samples)), derived

@@ -176,6 +176,7 @@ def explain_batch(
     """
     s = settings
     written = dict.fromkeys(stores, 0)
+    write = writer.write if writer is not None else lambda store, *item: store.write(*item)
     tensors = normalise(images, meta.mean, meta.std).to(device)
     # Methods missing the same images are computed together, sharing forward passes.
     groups: dict[tuple[int, ...], list[str]] = {}
@@ -190,7 +191,6 @@ def explain_batch(
             n=s.n, sigma=s.sigma, seed=s.seed, n_masks=s.masks, grid=s.grid, p=s.p,
         )
         for method, result in results.items():
-            write = writer.write if writer is not None else lambda store, *item: store.write(*item)
             for row, i in enumerate(wanted):
                 write(stores[method], loaded[i].id, result.raw[row].float().cpu().numpy(),
                       result.scores[row].cpu().numpy())
