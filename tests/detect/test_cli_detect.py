@@ -139,3 +139,11 @@ def test_detector_commands_take_a_device_and_refuse_an_unknown_one(run_cli, trai
         code, _, err = run_cli("detect", *command, "--device", "npu")
         assert code == 2 and "unknown device 'npu'" in err and "Traceback" not in err
     assert not (tmp_path / "n").exists()
+
+
+def test_eval_gated_by_a_run_without_a_classifier_is_one_sentence(run_cli, trained, tmp_path) -> None:
+    _, coco, model = trained
+    code, _, err = run_cli("detect", "eval", "--model", str(model), "--coco", str(coco), "--presence",
+                           str(tmp_path / "no-run"), "--threads", "1")
+    assert code != 0
+    assert "no trained model" in err and "Traceback" not in err

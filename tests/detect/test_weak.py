@@ -49,6 +49,9 @@ def test_chain_runs_every_stage_then_resumes_without_redoing_any(collection) -> 
     assert first and all(d["bbox"][2] > 0 and d["bbox"][3] > 0 for d in first)
     summary = json.loads((run / "weak" / "summary.json").read_text())
     assert summary["stages"][2]["scores"]["boxes"] == len(first)  # scored against the synthetic figure boxes
+    evaluation = summary["stages"][4]
+    assert set(evaluation["presence_gated"]) == {"AP50", "AP50:95", "AP50_difficult_counted",
+                                                 "AP50:95_difficult_counted"}  # the run's classifier gates them
 
     again = weakly_supervised_detector(run, PLAN)
     assert [s["stage"] for s in again.stages] == names

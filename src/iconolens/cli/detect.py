@@ -140,6 +140,11 @@ def evaluate(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     engine: str = typer.Option("inprocess", "--engine", help=ENGINE_HELP),
     address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
+    presence: Optional[Path] = typer.Option(None, "--presence", help=(
+        "Run folder whose image classifier gates the detections: each score is multiplied by the classifier's "
+        "probability that the image holds the detection's class (for detectors trained from image labels, "
+        "which fire on paintings without their class)."
+    )),
 ) -> None:
     """Score a detector with COCO AP at IoU 0.5 and 0.5:0.95 (pycocotools)."""
     import torch
@@ -160,6 +165,11 @@ def evaluate(
         predictions, _ = detect_collection_on_ray(source, dataset, device=device, address=address)
     else:
         predictions, _ = detect_collection(detector, dataset, min_size, max_size)
+    if presence is not None:
+        from iconolens.detect.presence import gate_by_presence, run_presence
+
+        predictions = gate_by_presence(dataset, predictions, run_presence(presence, dataset))
+        console.print(f"scores gated by the presence probabilities of the classifier of {presence}")
     scores = score_detections(dataset, predictions, detector_classes(detector))
     summary = scores.to_json()
     console.print(f"AP@0.5 {summary['AP50']}   AP@0.5:0.95 {summary['AP50:95']}   ({scores.images} images)")
@@ -334,7 +344,12 @@ def _stage_line(stage: dict) -> str:
         check = stage["check"]
         return f"{name}: {check['detections']} boxes on {check['images']} held-out images, recall@0.5 {check['recall50']}"
     if name.startswith("evaluate"):
-        return f"{name}: AP@0.5 {stage['AP50']:.3f}, AP@0.5:0.95 {stage['AP50:95']:.3f} on {stage['images']} images"
+        line = f"{name}: AP@0.5 {stage['AP50']:.3f}, AP@0.5:0.95 {stage['AP50:95']:.3f} on {stage['images']} images"
+        if stage.get("presence_gated"):
+            gated = stage["presence_gated"]
+            line += (f"; gated by the classifier's presence: AP@0.5 {gated['AP50']:.3f}, "
+                     f"AP@0.5:0.95 {gated['AP50:95']:.3f}")
+        return line
     return f"{name}: done in {stage.get('seconds', 0):.0f} s"
 
 

@@ -13,7 +13,8 @@ chain resumes where it stopped, and any stage can be re-run by deleting its fold
     RUN/weak/round-0/detector/    a Faster R-CNN trained on them
     RUN/weak/round-<r>/           self-training: detector r-1 re-labels the training images, detector r learns
     RUN/weak/summary.json         per stage: wall time, box counts, the held-out training check, and, where the
-                                  run has expert boxes, the scores of the pseudo boxes and of the detector
+                                  run has expert boxes, the scores of the pseudo boxes and of the detector (alone,
+                                  and with its scores gated by the classifier's presence probabilities)
 
 (``weak`` is the plan's ``folder``, so that chains with other choices can share one run's classifier and maps.)
 
@@ -35,8 +36,9 @@ from iconolens.atomic import write_json_atomically
 from iconolens.data.dataset_json import load_dataset_json
 from iconolens.data.records import Dataset
 from iconolens.detect.checkpoint import load_detector, save_detector
-from iconolens.detect.evaluation import coco_average_precision, evaluate_detector
+from iconolens.detect.evaluation import coco_average_precision, detect_collection
 from iconolens.detect.faster_rcnn import DEFAULT_BACKBONE, check_backbone
+from iconolens.detect.presence import Presence, gate_by_presence, run_presence
 from iconolens.detect.self_training import RelabelRule, relabel
 from iconolens.detect.training import read_coco_detections, train_detector, with_pseudo_boxes
 from iconolens.device import resolve_device
@@ -211,13 +213,23 @@ def _train(train: Dataset, boxes_file: Path, folder: Path, plan: WeakDetectionPl
             "training_boxes": sum(len(s.boxes) for s in data.samples)}
 
 
-def _evaluate(detector_dir: Path, dataset: Dataset) -> dict[str, Any]:
+def _evaluate(detector_dir: Path, dataset: Dataset, presence: Presence | None) -> dict[str, Any]:
+    """COCO AP of the detector, difficult boxes ignored and counted, and the same with its scores gated by the
+    classifier's presence probabilities when there are any."""
     detector, meta = load_detector(detector_dir)
-    scores, predictions = evaluate_detector(detector, dataset, min_size=meta.min_size, max_size=meta.max_size)
-    counted = coco_average_precision([s.boxes for s in dataset.samples], predictions, meta.classes,
-                                     ignore_difficult=False)
-    return {"AP50": scores.ap50, "AP50:95": scores.ap, "AP50_difficult_counted": counted.ap50,
-            "AP50:95_difficult_counted": counted.ap, "images": scores.images}
+    predictions, _ = detect_collection(detector, dataset, meta.min_size, meta.max_size)
+    truth = [[b for b in s.boxes if b.level == "figure"] for s in dataset.samples]
+
+    def scored(found: list) -> dict[str, Any]:
+        easy = coco_average_precision(truth, found, meta.classes)
+        counted = coco_average_precision(truth, found, meta.classes, ignore_difficult=False)
+        return {"AP50": easy.ap50, "AP50:95": easy.ap, "AP50_difficult_counted": counted.ap50,
+                "AP50:95_difficult_counted": counted.ap}
+
+    entry = {**scored(predictions), "images": len(dataset.samples)}
+    if presence is not None:
+        entry["presence_gated"] = scored(gate_by_presence(dataset, predictions, presence))
+    return entry
 
 
 def weakly_supervised_detector(
@@ -255,6 +267,7 @@ def weakly_supervised_detector(
         record("classifier", lambda: _classifier(run, dataset, plan, log), (run.model_dir / "meta.json").is_file())
         record("maps", lambda: _maps(run, plan, log), False)
     previous: Path | None = None
+    presence: Presence | None = None  # the classifier's, on the evaluation split, computed once
     detector_dir = _round_dir(run, plan, 0) / "detector"
     anchors_dir = _round_dir(run, plan, 0) / "anchors"
     for r in range(plan.rounds + 1):
@@ -295,7 +308,11 @@ def weakly_supervised_detector(
             scores_path = folder / "evaluation.json"
 
             def evaluate(held: Dataset = held, scores_path: Path = scores_path) -> dict:
-                scores = _evaluate(detector_dir, held)
+                nonlocal presence
+                if presence is None and (run.model_dir / "meta.json").is_file():
+                    log(f"the classifier's presence probabilities on the {plan.evaluate_split} images")
+                    presence = run_presence(run, held)
+                scores = _evaluate(detector_dir, held, presence)
                 write_json_atomically(scores_path, scores)
                 return scores
 

@@ -1,0 +1,59 @@
+"""Presence gating: a detection is no more likely than its class is to be in the painting at all.
+
+A detector trained on pseudo boxes learns what a person looks like from a few hundred paintings with people,
+and fires on the painted surroundings in paintings without any: on People-Art's val split the faces chain's
+round-1 detector scores 459 boxes above 0.5 in the 398 paintings without people, against 510 in the 189 with
+them. The run's image classifier was trained on exactly the labels that say whether a painting holds people,
+and that is the one question it answers well. Multiplying each detection's score by the classifier's
+probability of the detection's class in that image ranks the detections of paintings the classifier deems
+empty below those of paintings it does not; within one image the order of the detections is unchanged.
+
+The classifier needs nothing but image labels, so a gated detector is still a detector from image labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from torch import nn
+
+from iconolens.data.records import Dataset
+from iconolens.detect.evaluation import ScoredBox
+from iconolens.models.labelled_images import load_split
+from iconolens.models.meta import ModelMeta
+from iconolens.models.training import predict_probabilities
+from iconolens.run import RunDirectory
+
+#: sample id -> class name -> the classifier's probability that the image holds that class
+Presence = Mapping[str, Mapping[str, float]]
+
+
+def presence_probabilities(model: nn.Module, meta: ModelMeta, dataset: Dataset, workers: int = 1) -> dict[str, dict[str, float]]:
+    """The classifier's probability of each of its classes in each readable image of ``dataset``."""
+    data = load_split(dataset, None, meta.input_size, meta.task, workers=workers)
+    if len(data) == 0:
+        return {}
+    probabilities = predict_probabilities(model, meta, data.images)
+    return {sample_id: {name: float(p) for name, p in zip(meta.classes, row)}
+            for sample_id, row in zip(data.sample_ids, probabilities)}
+
+
+def run_presence(run: RunDirectory | str | Path, dataset: Dataset) -> dict[str, dict[str, float]]:
+    """``presence_probabilities`` of the run's classifier on ``dataset``."""
+    from iconolens.models.checkpoint import load_run_model
+
+    model, meta = load_run_model(run)
+    return presence_probabilities(model, meta, dataset)
+
+
+def gate_by_presence(dataset: Dataset, predictions: Sequence[Sequence[ScoredBox]], presence: Presence
+                     ) -> list[list[ScoredBox]]:
+    """Each detection's score times the probability of its class in its image (one list per sample of
+    ``dataset``). A class the classifier does not know, or an image it could not read, leaves scores as they are."""
+    gated = []
+    for sample, found in zip(dataset.samples, predictions, strict=True):
+        known = presence.get(sample.id, {})
+        gated.append([replace(d, score=d.score * known.get(d.label, 1.0)) for d in found])
+    return gated
