@@ -46,7 +46,7 @@ def test_relabelling_keeps_confident_detections_of_the_labelled_classes_only(tmp
     # saint: 0.9 (kept), 0.5 (kept: >= 0.5 x 0.9), 0.3 (dropped: < 0.45); dog: 0.2 (best of its class: kept)
     detector = FixedDetector([[0, 0, 10, 10], [20, 20, 30, 30], [5, 5, 9, 9], [1, 1, 39, 39]],
                              [0.9, 0.5, 0.3, 0.2], [1, 1, 1, 2])
-    new, derived = relabel(detector, dataset, min_size=40, max_size=40)
+    new, derived, uncertain = relabel(detector, dataset, min_size=40, max_size=40)
     first, second, negative = new.samples
     assert [b.xyxy for b in first.boxes] == [(0, 0, 10, 10), (20, 20, 30, 30)]
     assert {b.label for b in first.boxes} == {"saint"}  # the dog is not among this image's labels
@@ -54,6 +54,20 @@ def test_relabelling_keeps_confident_detections_of_the_labelled_classes_only(tmp
         ("dog", (1, 1, 39, 39)), ("saint", (0, 0, 10, 10)), ("saint", (20, 20, 30, 30))]
     assert negative.boxes == ()
     assert len(derived) == 5 and {d.sample_id for d in derived} == {"0", "1"}
+    # the saint at 0.3 is left uncertain in both images labelled saint (IoU 16 / 100 with the kept box at 0.9)
+    assert [(d.sample_id, d.label, d.xyxy) for d in uncertain] == [("0", "saint", (5, 5, 9, 9)),
+                                                                  ("1", "saint", (5, 5, 9, 9))]
+
+
+def test_uncertain_detections_are_those_left_that_overlap_no_kept_box(tmp_path: Path) -> None:
+    dataset = _collection(tmp_path, [("saint",)])
+    anchors = [DerivedBox("0", "saint", 30, 0, 40, 10, mean_activation=0.9, probability=1.0)]
+    detector = FixedDetector([[0, 0, 10, 10], [0, 0, 10, 11], [20, 20, 30, 30], [21, 20, 30, 30], [30, 0, 40, 9]],
+                             [0.9, 0.3, 0.3, 0.02, 0.2], [1, 1, 1, 1, 1])
+    _, _, uncertain = relabel(detector, dataset, anchors=anchors, min_size=40, max_size=40)
+    # 0.3 at IoU 100 / 110 with the kept 0.9 box: the same figure; 0.02: below min_score; the box at 0.2 is the
+    # anchor's figure (IoU 0.9); only the saint at (20, 20, 30, 30) is left
+    assert [(d.xyxy, d.score) for d in uncertain] == [((20, 20, 30, 30), pytest.approx(0.3))]
 
 
 def test_an_image_the_detector_finds_nothing_in_keeps_its_previous_boxes(tmp_path: Path) -> None:
@@ -61,7 +75,7 @@ def test_an_image_the_detector_finds_nothing_in_keeps_its_previous_boxes(tmp_pat
     before = dataset.with_samples(tuple(
         Sample(s.id, s.path, s.labels, (Box(2, 2, 8, 8, s.labels[0]),), 40, 40) for s in dataset.samples))
     detector = FixedDetector([[0, 0, 10, 10], [3, 3, 20, 20]], [0.9, 0.01], [1, 2])  # the dog is below min_score
-    new, derived = relabel(detector, dataset, previous=before, rule=RelabelRule(min_score=0.05), min_size=40,
+    new, derived, _ = relabel(detector, dataset, previous=before, rule=RelabelRule(min_score=0.05), min_size=40,
                            max_size=40)
     assert [b.xyxy for b in new.samples[0].boxes] == [(0, 0, 10, 10)]
     assert new.samples[1].boxes == before.samples[1].boxes
@@ -82,7 +96,7 @@ def test_anchors_stay_and_the_detector_adds_only_the_figures_they_miss(tmp_path:
                                           for s in dataset.samples))
     # Two detections: one on the anchor's figure, one elsewhere (IoU 0 with the anchor).
     detector = FixedDetector([[0, 0, 10, 10], [20, 20, 30, 30]], [0.9, 0.8], [1, 1])
-    new, derived = relabel(detector, dataset, previous=previous, anchors=anchors, min_size=40, max_size=40)
+    new, derived, _ = relabel(detector, dataset, previous=previous, anchors=anchors, min_size=40, max_size=40)
     expected = [(0, 0, 10, 12), (20, 20, 30, 30)]  # the anchor (not its detection again) and the new figure
     assert [b.xyxy for b in new.samples[0].boxes] == expected
     assert [b.xyxy for b in new.samples[1].boxes] == expected  # the previous round's other box is replaced
@@ -92,9 +106,9 @@ def test_anchors_stay_and_the_detector_adds_only_the_figures_they_miss(tmp_path:
 
     # Where the detector finds nothing, the previous round's boxes stay (they hold the anchors already).
     silent = FixedDetector([[0, 0, 10, 10]], [0.01], [1])
-    quiet, kept = relabel(silent, dataset, previous=previous, anchors=anchors, min_size=40, max_size=40)
+    quiet, kept, _ = relabel(silent, dataset, previous=previous, anchors=anchors, min_size=40, max_size=40)
     assert quiet.samples[1].boxes == previous.samples[1].boxes
     assert sorted(d.score for d in kept if d.sample_id == "1") == [0.0, 0.97]  # the anchor's score, 0 for the rest
     # Without a previous round, an anchor is kept even then.
-    alone, _ = relabel(silent, dataset, anchors=anchors, min_size=40, max_size=40)
+    alone, _, _ = relabel(silent, dataset, anchors=anchors, min_size=40, max_size=40)
     assert [b.xyxy for b in alone.samples[0].boxes] == [(0, 0, 10, 12)] and alone.samples[2].boxes == ()

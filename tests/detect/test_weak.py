@@ -13,6 +13,7 @@ from iconolens.data.coco import read_coco
 from iconolens.data.dataset_json import save_dataset_json
 from iconolens.data.splits import split_dataset
 from iconolens.data.synth import write_synthetic_collection
+from iconolens.detect.self_training import RelabelRule
 from iconolens.detect.weak import WeakDetectionPlan, weakly_supervised_detector
 from iconolens.errors import BadInputError
 
@@ -124,3 +125,22 @@ def test_the_faces_source_cuts_each_figure_out_unless_told_to_keep_the_canons_bo
         assert (x, y, x + w, y + h) == pytest.approx(canon, abs=0.01)
         cx, cy, cw, ch = found[True][sample_id]
         assert (cx, cy, cx + cw, cy + ch) == pytest.approx(cut_figure(image, face, canon), abs=0.01)
+
+
+def test_uncertain_detections_are_written_and_ignored_by_the_next_detector_only_when_asked(collection) -> None:
+    root, dataset = collection
+    run = _run(root, "uncertain", dataset)
+    counts = {}
+    for ignore in (False, True):  # the second chain reuses the first's classifier and maps
+        shutil.rmtree(run / "weak", ignore_errors=True)
+        # a floor of 0 keeps every detection, so whatever the detector finds below half its best is left out
+        plan = replace(PLAN, evaluate_split=None, ignore_uncertain=ignore,
+                       relabel=RelabelRule(relative_score=0.5, min_score=0.0))
+        weakly_supervised_detector(run, plan)
+        written = json.loads((run / "weak" / "round-1" / "uncertain" / "round1-uncertain_figure_detections.json")
+                             .read_text())
+        meta = json.loads((run / "weak" / "round-1" / "detector" / "detector.json").read_text())
+        counts[ignore] = (len(written), meta["metrics"]["uncertain_boxes"])
+    assert counts[False][1] == 0
+    assert counts[True][0] == counts[False][0] > 0  # the same re-labelling both times
+    assert counts[True][1] == counts[True][0]

@@ -290,6 +290,11 @@ def weak(
         0.5, "--relabel-score", min=0.0, max=1.0,
         help="Self-training: keep detections scoring at least this fraction of the image's best one.",
     ),
+    ignore_uncertain: bool = typer.Option(
+        False, "--ignore-uncertain/--uncertain-as-background",
+        help="Self-training: the detections re-labelling leaves out (labelled classes, overlapping no kept box) are "
+        "learnt neither as figures nor as background (else as background, like any unboxed region).",
+    ),
     backbone: str = typer.Option("mobilenet_v2_fpn", "--backbone", help="Detector backbone (see `iconolens detect train --help`)."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per detector training step."),
     learning_rate: float = typer.Option(0.01, "--lr", help="Detector SGD learning rate after warm-up."),
@@ -319,7 +324,7 @@ def weak(
         round_iterations=round_iterations, relabel=RelabelRule(relative_score=relabel_score), backbone=backbone,
         batch_size=batch_size, learning_rate=learning_rate, min_size=min_size, max_size=max_size,
         negative_share=negative_share, seed=seed, evaluate_split=evaluate_split, device=device, figure_cut=figure_cut,
-        keep_face_figures=keep_face_figures,
+        keep_face_figures=keep_face_figures, ignore_uncertain=ignore_uncertain,
     )
     result = weakly_supervised_detector(run, plan, log=lambda message: console.print(message))
     for stage in result.stages:

@@ -9,13 +9,15 @@ an image labelled with no trained class is a negative); the detector decides whe
 For each (image, labelled class) the detections of that class scoring at least ``relative_score`` times the
 image's best one, and at least ``min_score``, become its boxes. Where the detector finds nothing above
 ``min_score`` for a labelled class, the previous round's boxes are kept, so an image never silently turns from
-positive into negative.
+positive into negative. The labelled class's other detections above ``min_score`` that overlap no kept box are
+returned as uncertain: the next detector can be told to learn them neither as objects nor as background.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import torch
 from torchvision.ops import box_iou
@@ -50,6 +52,14 @@ class RelabelRule:
         return [d for d in mine if d.score >= floor][: self.max_boxes]
 
 
+class Relabelled(NamedTuple):
+    """The re-labelled collection, its boxes (for scoring and writing), and the detections left uncertain."""
+
+    dataset: Dataset
+    boxes: list[DerivedBox]
+    uncertain: list[DerivedBox]
+
+
 def relabel(
     detector: Detector,
     dataset: Dataset,
@@ -58,14 +68,15 @@ def relabel(
     min_size: int = 320,
     max_size: int = 512,
     anchors: Sequence[DerivedBox] = (),
-) -> tuple[Dataset, list[DerivedBox]]:
+) -> Relabelled:
     """``dataset`` with its figure boxes replaced by ``detector``'s confident detections of each image's labels.
 
     ``previous`` (same samples, e.g. the pseudo boxes the detector was trained on) supplies the boxes of an
     (image, class) where the detector finds nothing. ``anchors`` are always kept, with the detections (or,
-    where there are none, the previous boxes) that overlap none of them. Returns the new collection and the boxes as
+    where there are none, the previous boxes) that overlap none of them. Returns the new collection, the boxes as
     :class:`DerivedBox` (score = detection score, an anchor's own score for an anchor), for scoring and
-    writing as COCO detections.
+    writing as COCO detections, and the uncertain detections (labelled classes, above ``rule.min_score``, not
+    kept, overlapping no kept box).
     """
     known = set(detector.classes)
     before = {s.id: s for s in previous.samples} if previous is not None else {}
@@ -73,7 +84,7 @@ def relabel(
     for anchor in anchors:
         anchored.setdefault((anchor.sample_id, anchor.label), []).append(anchor)
     predictions, _ = detect_collection(detector, dataset, min_size, max_size)
-    samples, derived = [], []
+    samples, derived, uncertain = [], [], []
     for sample, found in zip(dataset.samples, predictions):
         boxes: list[Box] = []
         for label in sample.labels:
@@ -93,6 +104,12 @@ def relabel(
             derived += fixed
             derived += [DerivedBox(sample.id, label, *xyxy, mean_activation=score, probability=1.0)
                         for xyxy, score in found_here]
-            boxes += [Box(*b.xyxy, label=label) for b in fixed] + [Box(*xyxy, label=label) for xyxy, _ in found_here]
+            kept = [b.xyxy for b in fixed] + [xyxy for xyxy, _ in found_here]
+            boxes += [Box(*xyxy, label=label) for xyxy in kept]
+            left = [d for d in found if d.label == label and d.score >= rule.min_score and d not in chosen]
+            if left and kept:
+                overlap = box_iou(torch.tensor([d.xyxy for d in left]), torch.tensor(kept)).max(dim=1).values
+                left = [d for d, most in zip(left, overlap) if float(most) < SAME_FIGURE_IOU]
+            uncertain += [DerivedBox(sample.id, label, *d.xyxy, mean_activation=d.score, probability=1.0) for d in left]
         samples.append(replace(sample, boxes=tuple(boxes)))
-    return dataset.with_samples(tuple(samples)), derived
+    return Relabelled(dataset.with_samples(tuple(samples)), derived, uncertain)

@@ -14,6 +14,9 @@ every positive image, every iteration. With ``complete_boxes=False`` the backgro
 where the image labels say there is nothing to find; images with boxes teach only what their boxes are.
 Measured on People-Art's face-seeded pseudo boxes (docs/benchmarks.md) it does worse: without background from
 the paintings with people the detector fires on far more of their painted surroundings, so the default stays.
+A narrower remedy is ``uncertain`` boxes: regions that may or may not hold an object (a previous detector's
+detections that re-labelling did not keep). An anchor or proposal overlapping one of them as much as it would
+need to overlap a true box not to be background is drawn neither as background nor as an object.
 
 A training run ends with a check that it learnt something: a slice of the images with boxes is held out of
 training, and the trained model is run on it. A detector that scores no box above its threshold there has
@@ -25,8 +28,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +50,15 @@ from iconolens.progress import progress
 
 @dataclass(frozen=True)
 class TrainingImage:
-    """One image at working size: pixels (3, h, w) uint8, boxes (K, 4) in working pixels, labels 1..C."""
+    """One image at working size: pixels (3, h, w) uint8, boxes (K, 4) in working pixels, labels 1..C, and the
+    uncertain regions (U, 4) in working pixels that are sampled neither as objects nor as background."""
 
     sample_id: str
     pixels: Tensor
     boxes: Tensor
     labels: Tensor
     scale: float
+    uncertain: Tensor = field(default_factory=lambda: torch.zeros(0, 4))
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,54 @@ class BackgroundFromEmptyImages:
         return positives, [torch.zeros_like(n) if bool((m >= 1).any()) else n for m, n in zip(labels, negatives)]
 
 
+class UncertainRegionsIgnored:
+    """While active, anchors (region proposal network) and proposals (box head) that would be background but
+    overlap one of their image's ``targets[i]["uncertain"]`` boxes at least as much as the stage's background
+    threshold are ignored (label -1) instead. The model's own methods are restored on exit."""
+
+    def __init__(self, model: FasterRCNN) -> None:
+        self.model = model
+        self.current: list[Tensor | None] = []
+
+    @staticmethod
+    def _ignore(labels: list[Tensor], boxes: list[Tensor], uncertain: list[Tensor | None], threshold: float) -> None:
+        for label, candidates, regions in zip(labels, boxes, uncertain):
+            if regions is None or not len(regions) or not len(candidates):
+                continue
+            near = box_iou(regions.to(candidates), candidates).max(dim=0).values >= threshold
+            label[(label == 0) & near] = -1
+
+    def __enter__(self) -> "UncertainRegionsIgnored":
+        rpn, heads = self.model.rpn, self.model.roi_heads
+        assign_anchors, select, assign_proposals = (rpn.assign_targets_to_anchors, heads.select_training_samples,
+                                                    heads.assign_targets_to_proposals)
+
+        def anchors(anchor_boxes, targets):
+            labels, matched = assign_anchors(anchor_boxes, targets)
+            self._ignore(labels, anchor_boxes, [t.get("uncertain") for t in targets], rpn.proposal_matcher.low_threshold)
+            return labels, matched
+
+        def samples(proposals, targets):
+            self.current = [t.get("uncertain") for t in targets] if targets is not None else []
+            return select(proposals, targets)
+
+        def proposals(proposal_boxes, gt_boxes, gt_labels):
+            matched, labels = assign_proposals(proposal_boxes, gt_boxes, gt_labels)
+            self._ignore(labels, proposal_boxes, self.current, heads.proposal_matcher.low_threshold)
+            return matched, labels
+
+        rpn.assign_targets_to_anchors = anchors
+        heads.select_training_samples = samples
+        heads.assign_targets_to_proposals = proposals
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for module, name in ((self.model.rpn, "assign_targets_to_anchors"),
+                             (self.model.roi_heads, "select_training_samples"),
+                             (self.model.roi_heads, "assign_targets_to_proposals")):
+            module.__dict__.pop(name, None)
+
+
 def held_out_slice(images: list["TrainingImage"], rng: np.random.Generator, fraction: float = 0.05,
                    most: int = 20, least_left: int = 20) -> tuple[list["TrainingImage"], list["TrainingImage"]]:
     """(training images, held-out images with boxes): ``fraction`` of the images with boxes, at most ``most``,
@@ -167,7 +220,8 @@ def working_scale(width: int, height: int, min_size: int, max_size: int) -> floa
 
 
 def prepare_image(
-    sample: Sample, classes: tuple[str, ...], min_size: int, max_size: int, level: str = "figure"
+    sample: Sample, classes: tuple[str, ...], min_size: int, max_size: int, level: str = "figure",
+    uncertain: Sequence[Sequence[float]] = (),
 ) -> TrainingImage:
     image = load_image(sample.path)
     scale = working_scale(image.width, image.height, min_size, max_size)
@@ -192,6 +246,7 @@ def prepare_image(
         torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
         torch.tensor(labels, dtype=torch.int64),
         scale,
+        torch.tensor([list(b) for b in uncertain], dtype=torch.float32).reshape(-1, 4) * scale,
     )
 
 
@@ -211,6 +266,7 @@ def train_detector(
     negative_share: float = 0.25,
     max_grad_norm: float | None = 10.0,
     complete_boxes: bool = True,
+    uncertain: Mapping[str, Sequence[Sequence[float]]] | None = None,
     initial_state: dict[str, Tensor] | None = None,
     log: Callable[[int, float], None] | None = None,
     device: str = "cpu",
@@ -224,6 +280,8 @@ def train_detector(
     is skipped and counted (``meta.metrics["skipped_steps"]``). ``complete_boxes``: whether each image's boxes
     name every object of the trained classes in it (expert boxes do); False learns background only from images
     without boxes (module docstring: measured worse on People-Art's pseudo boxes, hence off by default).
+    ``uncertain``: sample id -> boxes (xyxy, original pixels) that may or may not be objects; anchors and
+    proposals on them are sampled neither as objects nor as background (:class:`UncertainRegionsIgnored`).
     ``initial_state``: a state dict of a detector of the same classes and backbone to start from (a previous
     self-training round) instead of the ImageNet trunk and fresh layers. ``log(iteration, loss)`` is called after
     every iteration. ``meta.metrics["check"]`` holds the :class:`TrainingCheck` and ``meta.metrics["warning"]``
@@ -243,7 +301,8 @@ def train_detector(
     skipped = 0
     for sample in progress(dataset.samples, "loading images"):
         try:
-            images.append(prepare_image(sample, classes, min_size, max_size, level))
+            images.append(prepare_image(sample, classes, min_size, max_size, level,
+                                        (uncertain or {}).get(sample.id, ())))
         except IconolensError:
             skipped += 1
     if not any(len(t.boxes) for t in images):
@@ -269,6 +328,7 @@ def train_detector(
         model.rpn.fg_bg_sampler = BackgroundFromEmptyImages(samplers[0])
         model.roi_heads.fg_bg_sampler = BackgroundFromEmptyImages(samplers[1])
     model.to(where)
+    ignoring = UncertainRegionsIgnored(model)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.SGD(parameters, lr=learning_rate, momentum=0.9, weight_decay=1e-4)
     warmup = max(1, iterations // 10)
@@ -287,14 +347,16 @@ def train_detector(
         for i in chosen:
             item = images[i]
             pixels = item.pixels.float() / 255.0
-            boxes = item.boxes.clone()
+            boxes, regions = item.boxes.clone(), item.uncertain.clone()
             if rng.random() < 0.5:
                 pixels = pixels.flip(-1)
                 width = pixels.shape[-1]
                 boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
+                regions[:, [0, 2]] = width - regions[:, [2, 0]]
             inputs.append(pixels.to(where))
-            targets.append({"boxes": boxes.to(where), "labels": item.labels.to(where)})
-        losses = model(inputs, targets)
+            targets.append({"boxes": boxes.to(where), "labels": item.labels.to(where), "uncertain": regions.to(where)})
+        with ignoring:
+            losses = model(inputs, targets)
         loss = sum(losses.values())
         optimiser.zero_grad()
         if torch.isfinite(loss):
@@ -315,6 +377,7 @@ def train_detector(
     metrics = {"iterations": iterations, "seed": seed, "images": len(images) + len(held), "held_out": len(held),
                "unreadable": skipped, "negative_share": negative_share, "max_grad_norm": max_grad_norm,
                "complete_boxes": complete_boxes,
+               "uncertain_boxes": sum(len(t.uncertain) for t in images) + sum(len(t.uncertain) for t in held),
                "skipped_steps": skipped_steps, "check": check.to_json()}
     if skipped_steps > 0.05 * iterations:
         metrics["warning"] = (f"training diverged: the loss was not finite in {skipped_steps} of {iterations} steps; "

@@ -12,6 +12,7 @@ chain resumes where it stopped, and any stage can be re-run by deleting its fold
     RUN/weak/round-0/anchors/     (faces) the face figures alone, which every self-training round keeps
     RUN/weak/round-0/detector/    a Faster R-CNN trained on them
     RUN/weak/round-<r>/           self-training: detector r-1 re-labels the training images, detector r learns
+                                  (``uncertain/``: its detections left out, which detector r may ignore)
     RUN/weak/summary.json         per stage: wall time, box counts, the held-out training check, and, where the
                                   run has expert boxes, the scores of the pseudo boxes and of the detector (alone,
                                   and with its scores gated by the classifier's presence probabilities)
@@ -85,6 +86,8 @@ class WeakDetectionPlan:
     rounds: int = 1
     round_iterations: int = 300
     relabel: RelabelRule = RelabelRule()
+    # the detections re-labelling leaves out are sampled neither as figures nor as background (False: background)
+    ignore_uncertain: bool = False
     seed: int = 0
     evaluate_split: str | None = None
     folder: str = "weak"
@@ -192,13 +195,29 @@ def _read_anchors(train: Dataset, path: Path) -> list[DerivedBox]:
     return anchors
 
 
+def _derived(name: str, boxes: list[DerivedBox]) -> DerivedBoxes:
+    return DerivedBoxes(name, BoxRecipe(level="figure", gate=False), tuple(boxes),
+                        tuple(sorted({b.sample_id for b in boxes})), {"boxes": len(boxes)})
+
+
 def _write_boxes(derived: DerivedBoxes, train: Dataset, folder: Path) -> Path:
     return write_derived_boxes(derived, train, folder)["detections"]
+
+
+def _uncertain(folder: Path) -> dict[str, list[tuple[float, float, float, float]]]:
+    """Sample id -> the uncertain boxes a re-labelling wrote into ``folder`` (none when it wrote nothing)."""
+    found = next(folder.glob("*_detections.json"), None) if folder.is_dir() else None
+    regions: dict[str, list[tuple[float, float, float, float]]] = {}
+    for entry in read_coco_detections(found) if found is not None else []:
+        x, y, w, h = (float(v) for v in entry["bbox"])
+        regions.setdefault(str(entry.get("sample_id", entry["image_id"])), []).append((x, y, x + w, y + h))
+    return regions
 
 
 def _train(train: Dataset, boxes_file: Path, folder: Path, plan: WeakDetectionPlan, iterations: int,
            start: Path | None) -> dict:
     data = with_pseudo_boxes(train, read_coco_detections(boxes_file), boxes_file)
+    uncertain = _uncertain(folder.parent / "uncertain") if plan.ignore_uncertain else None
     classes = tuple(sorted({b.label for s in data.samples for b in s.boxes}, key=list(train.classes).index))
     initial = None
     if start is not None:
@@ -206,7 +225,8 @@ def _train(train: Dataset, boxes_file: Path, folder: Path, plan: WeakDetectionPl
     model, meta = train_detector(
         data, classes=classes, iterations=iterations, batch_size=plan.batch_size, learning_rate=plan.learning_rate,
         seed=plan.seed, min_size=plan.min_size, max_size=plan.max_size, backbone=plan.backbone,
-        negative_share=plan.negative_share, complete_boxes=plan.complete_boxes, initial_state=initial, device=plan.device,
+        negative_share=plan.negative_share, complete_boxes=plan.complete_boxes, uncertain=uncertain,
+        initial_state=initial, device=plan.device,
     )
     save_detector(folder, model, meta)
     return {"check": meta.metrics["check"], "warning": meta.metrics.get("warning"),
@@ -288,9 +308,10 @@ def weakly_supervised_detector(
                     "*_detections.json"))))
                 anchors_file = next(anchors_dir.glob("*_detections.json"), None) if anchors_dir.is_dir() else None
                 anchored = _read_anchors(train, anchors_file) if plan.keep_face_figures and anchors_file else []
-                _, boxes = relabel(teacher, train, taught, plan.relabel, meta.min_size, meta.max_size, anchored)
-                derived = DerivedBoxes(f"round{r}", BoxRecipe(level="figure", gate=False), tuple(boxes),
-                                       tuple(sorted({b.sample_id for b in boxes})), {"boxes": len(boxes)})
+                _, boxes, uncertain = relabel(teacher, train, taught, plan.relabel, meta.min_size, meta.max_size,
+                                              anchored)
+                _write_boxes(_derived(f"round{r}-uncertain", uncertain), train, folder / "uncertain")
+                derived = _derived(f"round{r}", boxes)
             _write_boxes(derived, train, boxes_dir)
             images = len({b.sample_id for b in derived.boxes})
             return {"boxes": len(derived.boxes), "images_with_boxes": images,
