@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pathlib import Path
 from typing import Optional
 
@@ -330,6 +332,12 @@ def weak(
     for stage in result.stages:
         console.print(_stage_line(stage))
     console.print(f"detector: {result.detector_dir}")
+    from iconolens.run import RunDirectory
+
+    if (RunDirectory(run).model_dir / "meta.json").is_file():
+        console.print(f"to score it with its detections gated by the classifier: iconolens detect eval --model "
+                      f"{shlex.quote(str(result.detector_dir))} --run {shlex.quote(str(run))} --split SPLIT "
+                      f"--presence {shlex.quote(str(run))}")
 
 
 def _stage_line(stage: dict) -> str:
