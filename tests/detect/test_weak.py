@@ -88,7 +88,7 @@ def test_cli_resumes_a_finished_chain_and_names_the_detector(collection, run_cli
                              "--min-size", "96", "--max-size", "96")
     assert code == 0, err
     assert "detector-0: already done" in out and f"detector: {run / 'weak' / 'round-0' / 'detector'}" in out
-    assert f"--presence {run}" in out.replace("\n", "")  # how to score it gated by the run's classifier
+    assert f"--presence {run}" in out.replace("\n", " ")  # how to score it gated by the run's classifier
     code, _, err = run_cli("detect", "weak", "--run", str(run), "--source", "boxes-from-nowhere")
     assert code == 2 and "unknown box source 'boxes-from-nowhere'" in err
 
