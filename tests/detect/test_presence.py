@@ -70,3 +70,13 @@ def test_gating_ranks_a_false_positive_of_an_empty_painting_below_a_true_one(tmp
     assert coco_average_precision(truth, predictions, ["red"]).ap50 == pytest.approx(0.5)
     gated = gate_by_presence(dataset, predictions, {"s0": {"red": 0.9}, "s1": {"red": 0.1}})  # 0.54 against 0.08
     assert coco_average_precision(truth, gated, ["red"]).ap50 == pytest.approx(1.0)
+
+
+def test_presence_needs_no_labels_and_skips_an_unreadable_image(tmp_path: Path) -> None:
+    dataset = _collection(tmp_path, [(255, 0, 0), (0, 0, 255), (255, 0, 0)])
+    (tmp_path / "1.png").write_bytes(b"not a picture")
+    meta = ModelMeta(classes=("red",), backbone="test", input_size=16, task="multiclass")  # labels are ()
+    presence = presence_probabilities(RedMinusBlue().eval(), meta, dataset, workers=0, batch_size=2)
+    assert set(presence) == {"s0", "s2"}
+    # a one-class softmax is 1 whatever the logit
+    assert presence["s0"]["red"] == pytest.approx(1.0) and presence["s2"]["red"] == pytest.approx(1.0)

@@ -20,24 +20,30 @@ from pathlib import Path
 from torch import nn
 
 from iconolens.data.records import Dataset
+from iconolens.data.stream import decoded_batches
 from iconolens.detect.evaluation import ScoredBox
-from iconolens.models.labelled_images import load_split
 from iconolens.models.meta import ModelMeta
 from iconolens.models.training import predict_probabilities
+from iconolens.progress import progress
 from iconolens.run import RunDirectory
 
 #: sample id -> class name -> the classifier's probability that the image holds that class
 Presence = Mapping[str, Mapping[str, float]]
 
 
-def presence_probabilities(model: nn.Module, meta: ModelMeta, dataset: Dataset, workers: int = 1) -> dict[str, dict[str, float]]:
-    """The classifier's probability of each of its classes in each readable image of ``dataset``."""
-    data = load_split(dataset, None, meta.input_size, meta.task, workers=workers)
-    if len(data) == 0:
-        return {}
-    probabilities = predict_probabilities(model, meta, data.images)
-    return {sample_id: {name: float(p) for name, p in zip(meta.classes, row)}
-            for sample_id, row in zip(data.sample_ids, probabilities)}
+def presence_probabilities(model: nn.Module, meta: ModelMeta, dataset: Dataset, workers: int = 1,
+                           batch_size: int = 32) -> dict[str, dict[str, float]]:
+    """The classifier's probability of each of its classes in each readable image of ``dataset``, batch by batch
+    (memory stays flat however large the collection; the images need no labels)."""
+    presence: dict[str, dict[str, float]] = {}
+    batches = decoded_batches(dataset.samples, meta.input_size, batch_size, workers=workers)
+    for batch in progress(batches, "presence probabilities", total=-(-len(dataset.samples) // batch_size)):
+        if not batch.samples:
+            continue
+        probabilities = predict_probabilities(model, meta, batch.images, batch_size)
+        presence.update({sample.id: {name: float(p) for name, p in zip(meta.classes, row)}
+                         for sample, row in zip(batch.samples, probabilities)})
+    return presence
 
 
 def run_presence(run: RunDirectory | str | Path, dataset: Dataset) -> dict[str, dict[str, float]]:
