@@ -26,6 +26,7 @@ collapsed to background; :class:`TrainingCheck` says so in one sentence with wha
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -154,7 +155,8 @@ class UncertainRegionsIgnored:
 
         def anchors(anchor_boxes, targets):
             labels, matched = assign_anchors(anchor_boxes, targets)
-            self._ignore(labels, anchor_boxes, [t.get("uncertain") for t in targets], rpn.proposal_matcher.low_threshold)
+            self._ignore(labels, anchor_boxes, [t.get("uncertain") for t in targets],
+                         rpn.proposal_matcher.low_threshold)
             return labels, matched
 
         def samples(proposals, targets):
@@ -328,7 +330,8 @@ def train_detector(
         model.rpn.fg_bg_sampler = BackgroundFromEmptyImages(samplers[0])
         model.roi_heads.fg_bg_sampler = BackgroundFromEmptyImages(samplers[1])
     model.to(where)
-    ignoring = UncertainRegionsIgnored(model)
+    ignoring = (UncertainRegionsIgnored(model) if any(len(t.uncertain) for t in images + held)
+                else contextlib.nullcontext())
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.SGD(parameters, lr=learning_rate, momentum=0.9, weight_decay=1e-4)
     warmup = max(1, iterations // 10)
@@ -341,34 +344,35 @@ def train_detector(
     skipped_steps = 0
     model.train()
     batches = BalancedBatches([len(t.boxes) > 0 for t in images], batch_size, negative_share, rng)
-    for step in progress(range(iterations), "training detector"):
-        chosen = batches.next()
-        inputs, targets = [], []
-        for i in chosen:
-            item = images[i]
-            pixels = item.pixels.float() / 255.0
-            boxes, regions = item.boxes.clone(), item.uncertain.clone()
-            if rng.random() < 0.5:
-                pixels = pixels.flip(-1)
-                width = pixels.shape[-1]
-                boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
-                regions[:, [0, 2]] = width - regions[:, [2, 0]]
-            inputs.append(pixels.to(where))
-            targets.append({"boxes": boxes.to(where), "labels": item.labels.to(where), "uncertain": regions.to(where)})
-        with ignoring:
+    with ignoring:  # patched once for the whole loop, and only when there is something to ignore
+        for step in progress(range(iterations), "training detector"):
+            chosen = batches.next()
+            inputs, targets = [], []
+            for i in chosen:
+                item = images[i]
+                pixels = item.pixels.float() / 255.0
+                boxes, regions = item.boxes.clone(), item.uncertain.clone()
+                if rng.random() < 0.5:
+                    pixels = pixels.flip(-1)
+                    width = pixels.shape[-1]
+                    boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
+                    regions[:, [0, 2]] = width - regions[:, [2, 0]]
+                inputs.append(pixels.to(where))
+                targets.append({"boxes": boxes.to(where), "labels": item.labels.to(where),
+                                "uncertain": regions.to(where)})
             losses = model(inputs, targets)
-        loss = sum(losses.values())
-        optimiser.zero_grad()
-        if torch.isfinite(loss):
-            loss.backward()
-            if max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
-            optimiser.step()
-        else:
-            skipped_steps += 1
-        schedule.step()
-        if log is not None:
-            log(step, float(loss.detach()))
+            loss = sum(losses.values())
+            optimiser.zero_grad()
+            if torch.isfinite(loss):
+                loss.backward()
+                if max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+                optimiser.step()
+            else:
+                skipped_steps += 1
+            schedule.step()
+            if log is not None:
+                log(step, float(loss.detach()))
     model.rpn.fg_bg_sampler, model.roi_heads.fg_bg_sampler = samplers
     model.eval()
     model.to("cpu")

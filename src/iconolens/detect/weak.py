@@ -182,17 +182,18 @@ def first_pseudo_boxes(run: RunDirectory, train: Dataset, plan: WeakDetectionPla
     return replace(derived, method=f"{plan.method}-{plan.source}"), None
 
 
-def _read_anchors(train: Dataset, path: Path) -> list[DerivedBox]:
-    """The anchors written by round 0 (COCO detections with sample ids, as ``coco_detections`` writes them)."""
-    anchors = []
+def _read_boxes(train: Dataset, path: Path) -> list[DerivedBox]:
+    """Boxes the chain wrote (the anchors, the uncertain detections: COCO detections with sample ids, as
+    ``coco_detections`` writes them)."""
+    boxes = []
     for entry in read_coco_detections(path):
         cid = int(entry.get("category_id", 1))
         if not 1 <= cid <= len(train.classes) or "sample_id" not in entry:
-            raise BadInputError("an anchor names no class or no image of the collection", path)
+            raise BadInputError("a box names no class or no image of the collection", path)
         x, y, w, h = (float(v) for v in entry["bbox"])
-        anchors.append(DerivedBox(str(entry["sample_id"]), train.classes[cid - 1], x, y, x + w, y + h,
-                                  mean_activation=float(entry.get("score", 1.0)), probability=1.0))
-    return anchors
+        boxes.append(DerivedBox(str(entry["sample_id"]), train.classes[cid - 1], x, y, x + w, y + h,
+                                mean_activation=float(entry.get("score", 1.0)), probability=1.0))
+    return boxes
 
 
 def _derived(name: str, boxes: list[DerivedBox]) -> DerivedBoxes:
@@ -204,20 +205,19 @@ def _write_boxes(derived: DerivedBoxes, train: Dataset, folder: Path) -> Path:
     return write_derived_boxes(derived, train, folder)["detections"]
 
 
-def _uncertain(folder: Path) -> dict[str, list[tuple[float, float, float, float]]]:
+def _uncertain(train: Dataset, folder: Path) -> dict[str, list[tuple[float, float, float, float]]]:
     """Sample id -> the uncertain boxes a re-labelling wrote into ``folder`` (none when it wrote nothing)."""
     found = next(folder.glob("*_detections.json"), None) if folder.is_dir() else None
     regions: dict[str, list[tuple[float, float, float, float]]] = {}
-    for entry in read_coco_detections(found) if found is not None else []:
-        x, y, w, h = (float(v) for v in entry["bbox"])
-        regions.setdefault(str(entry.get("sample_id", entry["image_id"])), []).append((x, y, x + w, y + h))
+    for box in _read_boxes(train, found) if found is not None else []:
+        regions.setdefault(box.sample_id, []).append(box.xyxy)
     return regions
 
 
 def _train(train: Dataset, boxes_file: Path, folder: Path, plan: WeakDetectionPlan, iterations: int,
            start: Path | None) -> dict:
     data = with_pseudo_boxes(train, read_coco_detections(boxes_file), boxes_file)
-    uncertain = _uncertain(folder.parent / "uncertain") if plan.ignore_uncertain else None
+    uncertain = _uncertain(train, folder.parent / "uncertain") if plan.ignore_uncertain else None
     classes = tuple(sorted({b.label for s in data.samples for b in s.boxes}, key=list(train.classes).index))
     initial = None
     if start is not None:
@@ -307,7 +307,7 @@ def weakly_supervised_detector(
                 taught = with_pseudo_boxes(train, read_coco_detections(next((previous.parent / "boxes").glob(
                     "*_detections.json"))))
                 anchors_file = next(anchors_dir.glob("*_detections.json"), None) if anchors_dir.is_dir() else None
-                anchored = _read_anchors(train, anchors_file) if plan.keep_face_figures and anchors_file else []
+                anchored = _read_boxes(train, anchors_file) if plan.keep_face_figures and anchors_file else []
                 _, boxes, uncertain = relabel(teacher, train, taught, plan.relabel, meta.min_size, meta.max_size,
                                               anchored)
                 _write_boxes(_derived(f"round{r}-uncertain", uncertain), train, folder / "uncertain")
