@@ -4,10 +4,13 @@ A collection of ``--images`` real-size paintings (People-Art's JPEGs, repeated u
 fewer) gets a run with an off-the-shelf MobileNetV2 (the shipped ImageNet weights, a new 2-class head); then,
 in one process:
 
-- (a) the network alone: one forward pass per batch of pre-decoded, pre-resized tensors;
+- (a) the network alone: one forward pass per batch of pre-decoded, pre-resized tensors, as loaded (float32,
+  contiguous), prepared as ``explain_run`` runs it (batch norms folded, channels-last), in each precision;
 - (b) decoding alone: ``load_image`` and the resize to 224 px of every image, in this process;
 - end to end: ``explain_run`` with CAM, Grad-CAM and Grad-CAM++ (sharing one forward pass), for each
-  ``--workers`` value, from an empty map store each time, and with ``--ray N`` the Ray engine with N actors;
+  ``--workers`` value and each of ``--precisions``, from an empty map store each time, and with ``--ray N``
+  the Ray engine with N actors; each row's floor is the slower of (b) and the network alone in its own
+  precision, and the last column compares it with the float32 contiguous network;
 - memory: resident set size after ``--memory-images`` / 10 and after ``--memory-images`` images explained
   (the second call resumes the first), with CAM.
 
@@ -32,6 +35,7 @@ from iconolens.data.dataset_json import save_dataset_json
 from iconolens.data.images import load_image
 from iconolens.data.records import Dataset, Sample
 from iconolens.explain.collection import ExplainSettings, explain_run
+from iconolens.inference import autocast_to, half_dtype, network_on
 from iconolens.models.backbones import build_classifier
 from iconolens.models.checkpoint import save_checkpoint
 from iconolens.models.meta import ModelMeta
@@ -90,6 +94,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reference-src", help="another checkout whose explain_run to time on the same run")
     parser.add_argument("--ray", type=int, default=0, help="also time the Ray engine with this many actors")
+    parser.add_argument("--precisions", default="full,mixed", help="explain_run's precisions to time")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     shutil.rmtree(args.work, ignore_errors=True)
@@ -105,21 +110,32 @@ def main() -> None:
     decoded = [image_to_uint8(load_image(s.path), 224) for s in samples]
     decode_seconds = time.perf_counter() - start
 
-    def network_alone() -> float:
-        with torch.inference_mode():
-            model(normalise(torch.stack(decoded[:8]), meta.mean, meta.std))  # warm-up
+    cpu = torch.device("cpu")
+    precisions = args.precisions.split(",")
+    laid_out = network_on(load_checkpoint(run.model_dir)[0].eval(), cpu, meta.input_size)
+
+    def network_alone(net: torch.nn.Module, precision: str) -> float:
+        with torch.inference_mode(), autocast_to(cpu, half_dtype(cpu, precision)):
+            net(normalise(torch.stack(decoded[:8]), meta.mean, meta.std))  # warm-up
             start = time.perf_counter()
             for i in range(0, len(decoded), args.batch_size):
-                model(normalise(torch.stack(decoded[i: i + args.batch_size]), meta.mean, meta.std))
+                net(normalise(torch.stack(decoded[i: i + args.batch_size]), meta.mean, meta.std))
             return time.perf_counter() - start
 
-    forward_runs = [network_alone()]
+    def floors() -> dict[str, float]:
+        return {"as loaded": network_alone(model, "full"),
+                **{p: network_alone(laid_out, p) for p in precisions}}
+
+    forward_runs = [floors()]
     rows = []
-    for workers in (int(w) for w in args.workers.split(",")):
-        shutil.rmtree(run.maps_root, ignore_errors=True)
-        start = time.perf_counter()
-        explain_run(run, METHODS, settings=ExplainSettings(batch_size=args.batch_size, workers=workers, device="cpu"))
-        rows.append((f"explain_run cam+gradcam+gradcampp, workers={workers}", time.perf_counter() - start))
+    for precision in precisions:
+        for workers in (int(w) for w in args.workers.split(",")):
+            shutil.rmtree(run.maps_root, ignore_errors=True)
+            start = time.perf_counter()
+            explain_run(run, METHODS, settings=ExplainSettings(batch_size=args.batch_size, workers=workers,
+                                                               device="cpu", precision=precision))
+            rows.append((f"explain_run cam+gradcam+gradcampp, {precision} precision, workers={workers}",
+                         time.perf_counter() - start, precision))
     if args.ray:
         from iconolens.explain.ray_engine import explain_run_on_ray
 
@@ -127,20 +143,26 @@ def main() -> None:
         start = time.perf_counter()
         explain_run_on_ray(run, METHODS, settings=ExplainSettings(batch_size=args.batch_size, device="cpu"),
                            workers=args.ray)
-        rows.append((f"explain_run_on_ray, {args.ray} actors (Ray start included)", time.perf_counter() - start))
+        rows.append((f"explain_run_on_ray, {args.ray} actors (Ray start included)", time.perf_counter() - start,
+                     "full"))
     if args.reference_src:
         shutil.rmtree(run.maps_root, ignore_errors=True)
-        rows.append((f"the same with the code in {args.reference_src}", reference_seconds(args.reference_src, run)))
-    forward_runs.append(network_alone())  # again after, so a slow moment does not set the floor
+        rows.append((f"the same with the code in {args.reference_src}", reference_seconds(args.reference_src, run),
+                     "as loaded"))
+    forward_runs.append(floors())  # again after, so a slow moment does not set the floor
     del decoded
-    forward_seconds = min(forward_runs)
-    floor = max(decode_seconds, forward_seconds)
-    rows = [("(a) network alone, one forward pass (faster of 2)", forward_seconds),
-            ("(b) decoding and resizing alone", decode_seconds), *rows]
+    forward = {key: min(runs[key] for runs in forward_runs) for key in forward_runs[0]}
+    rows = [("(a) network alone as loaded: float32, contiguous (faster of 2)", forward["as loaded"], "as loaded"),
+            *((f"(a) network alone, folded and channels-last, {p} precision (faster of 2)", forward[p], p)
+              for p in precisions),
+            ("(b) decoding and resizing alone", decode_seconds, "as loaded"), *rows]
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch_size}, {args.images} images")
-    print("| what | seconds | images/s | x floor throughput |\n|---|---|---|---|")
-    for label, seconds in rows:
-        print(f"| {label} | {seconds:.1f} | {args.images / seconds:.1f} | {floor / seconds:.2f} |", flush=True)
+    print("| what | seconds | images/s | x its floor | x float32 contiguous floor |\n|---|---|---|---|---|")
+    old_floor = max(decode_seconds, forward["as loaded"])
+    for label, seconds, floor_of in rows:
+        floor = max(decode_seconds, forward[floor_of])
+        print(f"| {label} | {seconds:.1f} | {args.images / seconds:.1f} | {floor / seconds:.2f} | "
+              f"{old_floor / seconds:.2f} |", flush=True)
 
     if args.memory_images:
         memory = make_run(args.work / "memory", args.memory_images)

@@ -107,7 +107,9 @@ def test_train_save_load_and_evaluate_on_a_tiny_set(tmp_path: Path) -> None:
     image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     expected = FasterRCNNDetector(model, meta.classes)(image)[0]
     again = detector(image)[0]
-    assert torch.equal(expected.boxes, again.boxes) and torch.equal(expected.class_probs, again.class_probs)
+    # Loading folds the frozen batch norms into the convolutions: the same detections to float32 rounding.
+    torch.testing.assert_close(again.boxes, expected.boxes, rtol=0, atol=1e-3)
+    torch.testing.assert_close(again.class_probs, expected.class_probs, rtol=0, atol=1e-5)
     scores, predictions = evaluate_detector(detector, dataset, min_size=64, max_size=64)
     assert len(predictions) == 4 and scores.images == 4
     assert 0.0 <= scores.ap <= scores.ap50 <= 1.0

@@ -12,6 +12,7 @@ import typer
 from iconolens.cli.console import CommandConsole
 from iconolens.data.images import DEFAULT_MAX_PIXELS
 from iconolens.device import DEVICE_HELP
+from iconolens.inference import PRECISION_HELP
 from iconolens.errors import BadInputError
 from iconolens.ray_pool import ADDRESS_HELP, ENGINE_HELP, THREADS_HELP, check_engine, use_threads
 
@@ -101,6 +102,7 @@ def explain(
         help="Processes decoding and resizing images while the network runs (0: decode in this process).",
     ),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    precision: str = typer.Option("full", "--precision", help=PRECISION_HELP),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
     engine: str = typer.Option("inprocess", "--engine", help=ENGINE_HELP),
     address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
@@ -120,7 +122,7 @@ def explain(
     chosen = _split_list(classes) or None
     settings = ExplainSettings(n=n, sigma=sigma, seed=seed, masks=masks, grid=grid, p=p, batch_size=batch_size,
                                target_layer=target_layer, image_size=image_size, max_pixels=max_pixels,
-                               workers=workers, device=device)
+                               workers=workers, device=device, precision=precision)
     if engine == "ray":
         from iconolens.explain.ray_engine import explain_run_on_ray
 

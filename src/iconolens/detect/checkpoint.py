@@ -14,6 +14,7 @@ from torchvision.models.detection import FasterRCNN
 from iconolens.atomic import write_bytes_atomically, write_json_atomically
 from iconolens.detect.faster_rcnn import DEFAULT_BACKBONE, FasterRCNNDetector, build_faster_rcnn
 from iconolens.errors import BadCheckpointError
+from iconolens.inference import network_on
 
 WEIGHTS = "weights.pt"
 META = "detector.json"
@@ -50,7 +51,8 @@ def save_detector(model_dir: str | Path, model: FasterRCNN, meta: DetectorMeta) 
 
 
 def load_detector(model_dir: str | Path, min_score: float = 0.0) -> tuple[FasterRCNNDetector, DetectorMeta]:
-    """The detector saved in ``model_dir``, in eval mode, as a Detector-protocol adapter."""
+    """The detector saved in ``model_dir``, in eval mode, as a Detector-protocol adapter, prepared for inference
+    (``iconolens.inference``)."""
     model_dir = Path(model_dir)
     meta_path, weights_path = model_dir / META, model_dir / WEIGHTS
     if not meta_path.is_file() or not weights_path.is_file():
@@ -67,4 +69,6 @@ def load_detector(model_dir: str | Path, min_score: float = 0.0) -> tuple[Faster
         model.load_state_dict(state)
     except Exception as exc:  # torch raises several types for foreign or truncated files
         raise BadCheckpointError(f"weights do not fit a {len(meta.classes)}-class detector ({str(exc).splitlines()[0]})", weights_path) from None
-    return FasterRCNNDetector(model, meta.classes, min_score=min_score), meta
+    # Loaded to detect, never to train: the backbone's frozen batch norms fold into its convolutions.
+    model.backbone = network_on(model.backbone, torch.device("cpu"), meta.min_size)
+    return FasterRCNNDetector(model.to(memory_format=torch.channels_last), meta.classes, min_score=min_score), meta

@@ -2,7 +2,8 @@
 
 The per-batch work is :func:`iconolens.explain.engine.explain_many` (methods that can share a forward pass share
 it); this is the loop over a run's images that the CLI, the weakly supervised pipeline and Python users share.
-Images are decoded in ``workers`` processes while the network runs (``iconolens.data.stream``), on ``device``.
+Images are decoded in ``workers`` processes while the network runs (``iconolens.data.stream``), on ``device``,
+in ``precision`` (``iconolens.inference``).
 Images that already have maps are skipped, so an interrupted run resumes; images that cannot be read are listed
 in ``maps/problems.json`` and skipped.
 
@@ -33,6 +34,7 @@ from iconolens.explain.engine import (
 )
 from iconolens.explain.layers import resolve_target_layer
 from iconolens.explain.store import MapStore
+from iconolens.inference import check_precision, network_on
 from iconolens.models.backbones import backbone_spec
 from iconolens.models.checkpoint import load_checkpoint, read_meta, run_model_dir
 from iconolens.models.transforms import normalise
@@ -56,6 +58,7 @@ class ExplainSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     workers: int = 1
     device: str = "auto"
+    precision: str = "full"
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ def method_parameters(method: str, target_layer: str, settings: ExplainSettings,
         if method == "eigencam":
             params["target_layer"] = target_layer
     params["input_size"] = input_size
+    if settings.precision != "full":  # maps of another precision are not mixed into a store on resuming
+        params["precision"] = settings.precision
     return params
 
 
@@ -120,6 +125,7 @@ def prepare_explain(
     from iconolens.data.dataset_json import load_dataset_json
 
     s = settings
+    check_precision(s.precision)
     for method in methods:
         check_parameters(method, s.n, s.sigma, s.masks, s.grid, s.p, "softmax")
     if not run.dataset_json.is_file():
@@ -188,7 +194,7 @@ def explain_batch(
         subset = tensors[list(wanted)]
         results = explain_many(
             model, subset, group, list(indices), target_layer=target, activation=activation,
-            n=s.n, sigma=s.sigma, seed=s.seed, n_masks=s.masks, grid=s.grid, p=s.p,
+            n=s.n, sigma=s.sigma, seed=s.seed, n_masks=s.masks, grid=s.grid, p=s.p, precision=s.precision,
         )
         for method, result in results.items():
             for row, i in enumerate(wanted):
@@ -216,8 +222,8 @@ def explain_run(
     written = dict.fromkeys(methods, 0)
     problems: list[dict[str, str]] = []
 
-    model = prepared.model.to(device)
     meta = prepared.meta
+    model = network_on(prepared.model, device, meta.input_size, keep=[prepared.target])
     total = -(-len(prepared.pending) // s.batch_size)
     stream = decoded_batches(
         prepared.pending, meta.input_size, s.batch_size, workers=s.workers, max_pixels=s.max_pixels

@@ -45,6 +45,7 @@ from iconolens.explain.rise import plan_masks, rise_saliency
 from iconolens.explain.scorecam import masked_scores, scorecam_from_scores
 from iconolens.explain.tokens import check_input_size
 from iconolens.explain.vbp import visual_backprop
+from iconolens.inference import autocast_to, half_dtype
 
 METHODS: tuple[str, ...] = (
     "cam", "gradcam", "gradcampp", "smoothgradcampp", "xgradcam", "hirescam", "layercam", "ablationcam",
@@ -163,11 +164,12 @@ def _one_pass(
     target: TargetLayer,
     classes: ClassChoice,
     class_names: Sequence[str] | None,
+    half: torch.dtype | None = None,
 ) -> tuple[dict[str, Tensor], Tensor, Tensor, bool]:
     """Maps of several one-pass methods (``ONE_PASS_METHODS``) from one recorded forward pass, and where no
     closed form holds one backward pass shared by all gradient methods -> (maps by method, logits, class
     indices, closed form)."""
-    record = record_forward(model, images, target, gradients=any(m in _FROM_GRADIENTS for m in methods))
+    record = record_forward(model, images, target, gradients=any(m in _FROM_GRADIENTS for m in methods), half=half)
     indices = resolve_classes(classes, record.logits.shape[1], class_names)
     weight = linear_gap_weight(record)
     chosen = None if weight is None else weight[indices.to(weight.device)]
@@ -210,12 +212,13 @@ def _scorecam(
     class_names: Sequence[str] | None,
     activation: Activation,
     batch_size: int,
+    half: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Score-CAM maps for one batch -> (maps, logits, class indices); see ``iconolens.explain.scorecam``."""
-    record = record_forward(model, images, target, gradients=False)
+    record = record_forward(model, images, target, gradients=False, half=half)
     indices = resolve_classes(classes, record.logits.shape[1], class_names)
     with torch.inference_mode():
-        predict = lambda batch: probabilities(model(batch), activation)  # noqa: E731
+        predict = lambda batch: probabilities(_logits(model, batch, half), activation)  # noqa: E731
         on_device = indices.to(record.logits.device)
         baseline = predict(torch.zeros_like(images[:1]))
         per_pass = _images_per_pass(images[:1], batch_size)
@@ -236,6 +239,7 @@ def _smooth_gradcampp(
     seed: int,
     batch_size: int,
     clean_pass: bool = True,
+    half: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor | None, Tensor, bool]:
     """Smooth Grad-CAM++ (Omeiza et al. 2019) as the mean of exact Grad-CAM++ maps over noisy copies:
 
@@ -255,7 +259,7 @@ def _smooth_gradcampp(
     maps, logits, indices, closed = [], [], None, True
     for start in range(0, everything.shape[0], chunk):
         part_maps, part_logits, indices, part_closed = _one_pass(
-            model, everything[start : start + chunk], ["gradcampp"], target, classes, class_names
+            model, everything[start : start + chunk], ["gradcampp"], target, classes, class_names, half
         )
         maps.append(part_maps["gradcampp"])
         logits.append(part_logits[: max(0, clean - start)])
@@ -284,6 +288,7 @@ def explain_maps(
     map_stride: int = 4,
     known_scores: Tensor | None = None,
     fuse_layers: Sequence[str] | None = None,
+    precision: str = "full",
 ) -> SaliencyResult:
     """Saliency maps of ``method`` for ``images`` ``(N, 3, H, W)`` (already normalised for the model).
 
@@ -302,11 +307,14 @@ def explain_maps(
     ``known_scores``: the ``(N, C)`` probabilities of the chosen classes when the caller already has them
     (from another method on the same batch); they are returned as given, and Smooth Grad-CAM++ then skips
     the forward pass of the clean images, one sixth of its cost at ``n=5``.
+    ``precision``: ``"full"`` or ``"mixed"`` (see ``iconolens.inference``; LayerCAM fused and Ablation-CAM
+    without a closed form always run in full precision).
     """
     return explain_many(
         model, images, [method], classes, class_names=class_names, target_layer=target_layer,
         activation=activation, n=n, sigma=sigma, seed=seed, n_masks=n_masks, grid=grid, p=p,
         batch_size=batch_size, map_stride=map_stride, known_scores=known_scores, fuse_layers=fuse_layers,
+        precision=precision,
     )[method]
 
 
@@ -329,6 +337,7 @@ def explain_many(
     map_stride: int = 4,
     known_scores: Tensor | None = None,
     fuse_layers: Sequence[str] | None = None,
+    precision: str = "full",
 ) -> dict[str, SaliencyResult]:
     """Maps of several methods for the same images, sharing what they can -> ``{method: SaliencyResult}``.
 
@@ -348,19 +357,20 @@ def explain_many(
     parameter = next(model.parameters(), None)
     if parameter is not None:
         images = images.to(device=parameter.device, dtype=parameter.dtype)
+    half = half_dtype(images.device, precision)
     layer = resolve_target_layer(model, target_layer)
     results: dict[str, SaliencyResult] = {}
     with evaluation_mode(model):
         one_pass = [m for m in methods if m in ONE_PASS_METHODS]
         if one_pass:
-            by_method, logits, indices, closed = _one_pass(model, images, one_pass, layer, classes, class_names)
+            by_method, logits, indices, closed = _one_pass(model, images, one_pass, layer, classes, class_names, half)
             for method in one_pass:
                 results[method] = _result(by_method[method], logits, indices, layer, closed, known_scores, activation)
             known_scores = results[one_pass[0]].scores
         for method in (m for m in methods if m not in ONE_PASS_METHODS):
             maps, logits, indices, target, closed = _other_method(
                 model, images, method, layer, classes, class_names, activation, n, sigma, seed, n_masks, grid, p,
-                batch_size, map_stride, known_scores, fuse_layers,
+                batch_size, map_stride, known_scores, fuse_layers, half,
             )
             results[method] = _result(maps, logits, indices, target, closed, known_scores, activation)
             known_scores = results[method].scores
@@ -385,6 +395,7 @@ def _other_method(
     map_stride: int,
     known_scores: Tensor | None,
     fuse_layers: Sequence[str] | None,
+    half: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor | None, Tensor, TargetLayer, bool]:
     """One method outside the one-pass family -> (maps, logits or None, class indices, target, closed form)."""
     closed = False
@@ -397,13 +408,14 @@ def _other_method(
         )
         target = TargetLayer(",".join(stages))
     elif method == "scorecam":
-        maps, logits, indices = _scorecam(model, images, target, classes, class_names, activation, batch_size)
+        maps, logits, indices = _scorecam(model, images, target, classes, class_names, activation, batch_size, half)
     elif method == "smoothgradcampp":
         maps, logits, indices, closed = _smooth_gradcampp(
-            model, images, target, classes, class_names, n, sigma, seed, batch_size, clean_pass=known_scores is None
+            model, images, target, classes, class_names, n, sigma, seed, batch_size, clean_pass=known_scores is None,
+            half=half,
         )
     elif method == "vbp":
-        record = record_forward(model, images, target, gradients=False, block_modules=block_names(model))
+        record = record_forward(model, images, target, gradients=False, block_modules=block_names(model), half=half)
         logits = record.logits
         indices = resolve_classes(classes, logits.shape[1], class_names)
         with torch.inference_mode():
@@ -411,7 +423,7 @@ def _other_method(
             maps = single.expand(-1, len(indices), -1, -1).clone()
     else:
         with torch.inference_mode():
-            logits = model(images)
+            logits = _logits(model, images, half)
             if not isinstance(logits, Tensor) or logits.ndim != 2:
                 raise BadInputError("the model must return class logits shaped (N, C)")
             indices = resolve_classes(classes, logits.shape[1], class_names)
@@ -419,7 +431,7 @@ def _other_method(
             plan = plan_masks(n_masks, grid, p, (height, width), seed)
             size = (-(-height // map_stride), -(-width // map_stride))
             maps = rise_saliency(
-                lambda batch: probabilities(model(batch), activation),
+                lambda batch: probabilities(_logits(model, batch, half), activation),
                 images,
                 plan,
                 indices.to(images.device),
@@ -427,6 +439,15 @@ def _other_method(
                 map_size=size,
             )
     return maps, logits, indices, target, closed
+
+
+def _logits(model: nn.Module, images: Tensor, half: torch.dtype | None) -> Tensor:
+    """``model(images)``, its layers in ``half`` when given, the logits in float32."""
+    if half is None:
+        return model(images)
+    with autocast_to(images.device, half):
+        logits = model(images)
+    return logits.float() if isinstance(logits, Tensor) else logits
 
 
 def _result(

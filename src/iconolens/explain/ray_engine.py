@@ -27,6 +27,7 @@ from iconolens.explain.collection import (
     prepare_explain,
 )
 from iconolens.explain.store import MapStore
+from iconolens.inference import network_on
 from iconolens.ray_pool import actor_gpus, import_ray, map_on_actors
 from iconolens.run import RunDirectory
 
@@ -47,7 +48,7 @@ class ExplainActor:
 
         self.device = resolve_device(settings.device)
         model, self.meta = load_explained_model(Path(model_dir), settings.image_size)
-        self.model = model.to(self.device)
+        self.model = network_on(model, self.device, self.meta.input_size, keep=[target])
         self.stores = {m: MapStore(d) for m, d in store_dirs.items()}
         self.indices, self.target, self.activation, self.settings = list(indices), target, activation, settings
 

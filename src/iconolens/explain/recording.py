@@ -5,6 +5,9 @@ When gradients are wanted, the pass runs without autograd up to the target layer
 there, replacing the feature maps by a detached leaf. The graph then spans only the head, so a backward pass
 for all classes costs a fraction of the network, and nothing reaches the user's parameters.
 
+With a 16-bit ``half`` type (``iconolens.inference``) the network runs in it up to the target layer; the feature
+maps are recorded in float32 and everything after them (the head, the maps, any backward pass) runs in float32.
+
 Transformer tokens and channels-last maps are recorded as an ``(N, K, h, w)`` grid (see
 ``iconolens.explain.tokens``); the network goes on with its own layout rebuilt from that grid.
 """
@@ -21,6 +24,7 @@ from torch import Tensor, nn
 
 from iconolens.errors import BadInputError
 from iconolens.explain.layers import TargetLayer, module_named
+from iconolens.inference import autocast_to
 from iconolens.explain.tokens import (
     check_input_size,
     head_width_of,
@@ -61,11 +65,12 @@ def record_forward(
     *,
     gradients: bool,
     block_modules: Sequence[str] = (),
+    half: torch.dtype | None = None,
 ) -> ForwardRecord:
     """Run ``model(images)`` once, recording the target feature maps and the last linear layer.
 
     ``gradients=False`` runs in inference mode; ``gradients=True`` builds an autograd graph from the
-    target feature maps to the logits only.
+    target feature maps to the logits only. ``half``: the 16-bit type of the layers before the target.
     """
     state: dict[str, Any] = {}
     blocks: list[Tensor] = []
@@ -81,6 +86,9 @@ def record_forward(
             tensor, image, head_width=head_width, patch_size=patch_size, where=target.describe()
         )
         grid = layout.to_grid(tensor)
+        if half is not None:  # the rest of the network, and every map, in float32
+            torch.set_autocast_enabled(images.device.type, False)
+            grid = grid.float()
         if gradients:
             torch.set_grad_enabled(True)
             grid = grid.detach().requires_grad_(True)
@@ -95,7 +103,8 @@ def record_forward(
 
     def on_block(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if isinstance(output, Tensor) and output.ndim == 4:
-            blocks.append(map_layout(tuple(output.shape), image, head_width).to_grid(output))
+            grid = map_layout(tuple(output.shape), image, head_width).to_grid(output)
+            blocks.append(grid.float() if half is not None else grid)
 
     try:
         for name in block_modules:
@@ -117,12 +126,13 @@ def record_forward(
 
         grad_was_enabled = torch.is_grad_enabled()
         try:
-            if gradients:
-                torch.set_grad_enabled(False)
-                logits = model(images)
-            else:
-                with torch.inference_mode():
+            with autocast_to(images.device, half):  # leaving it restores autocast, switched off at the target
+                if gradients:
+                    torch.set_grad_enabled(False)
                     logits = model(images)
+                else:
+                    with torch.inference_mode():
+                        logits = model(images)
         finally:
             torch.set_grad_enabled(grad_was_enabled)
     finally:
