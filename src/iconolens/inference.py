@@ -61,7 +61,7 @@ def network_on(
     """``model`` for inference on ``device``: with an ``input_size`` its batch norms folded into the convolutions
     before them (except where a layer named in ``keep`` is involved), laid out channels-last (CPU and CUDA).
 
-    The folded network is a copy; ``model`` itself is left as it was.
+    Folded batch norms are folded in a copy, but ``model`` may be moved and laid out in place: use the result.
     """
     import torch
 

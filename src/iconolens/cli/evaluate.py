@@ -16,6 +16,7 @@ from iconolens.cli.console import CommandConsole
 from iconolens.data.records import Dataset
 from iconolens.device import DEVICE_HELP
 from iconolens.errors import BadInputError
+from iconolens.inference import network_on
 from iconolens.ray_pool import ADDRESS_HELP, ENGINE_HELP, THREADS_HELP, check_engine, use_threads
 from iconolens.run import RunDirectory
 
@@ -200,7 +201,7 @@ def _faithfulness(rundir: RunDirectory, dataset: Dataset, stores: dict[str, Any]
                                       address=address)
     else:
         model, meta = load_run_model(rundir)
-        model = model.to(resolve_device(device))
+        model = network_on(model, resolve_device(device), meta.input_size)
         results = faithfulness_areas(model, meta, chosen, stores, steps=steps, workers=1).means()
     rows = [{"method": m, **r} for m, r in results.items()]
     stem = "faithfulness" + (f"_{split}" if split else "")

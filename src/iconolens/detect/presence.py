@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from iconolens.data.records import Dataset
@@ -50,8 +51,10 @@ def run_presence(run: RunDirectory | str | Path, dataset: Dataset) -> dict[str, 
     """``presence_probabilities`` of the run's classifier on ``dataset``."""
     from iconolens.models.checkpoint import load_run_model
 
+    from iconolens.inference import network_on
+
     model, meta = load_run_model(run)
-    return presence_probabilities(model, meta, dataset)
+    return presence_probabilities(network_on(model, torch.device("cpu"), meta.input_size), meta, dataset)
 
 
 def gate_by_presence(dataset: Dataset, predictions: Sequence[Sequence[ScoredBox]], presence: Presence

@@ -106,10 +106,11 @@ class FaithfulnessActor:
     def __init__(self, model_dir: str, stores: Mapping[str, MapStore], steps: int, batch_size: int,
                  device: str) -> None:
         from iconolens.device import resolve_device
+        from iconolens.inference import network_on
         from iconolens.models.checkpoint import load_checkpoint
 
         model, self.meta = load_checkpoint(Path(model_dir))
-        self.model = model.to(resolve_device(device))
+        self.model = network_on(model, resolve_device(device), self.meta.input_size)
         self.stores, self.steps, self.batch_size = dict(stores), steps, batch_size
 
     def run(self, samples: list[Sample]) -> FaithfulnessAreas:

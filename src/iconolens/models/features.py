@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from iconolens.atomic import write_array_atomically
+from iconolens.inference import network_on
 from iconolens.models.backbones import classifier_head
 from iconolens.models.transforms import normalise
 from iconolens.progress import progress
@@ -30,19 +31,21 @@ def pooled_features(
 ) -> torch.Tensor:
     """(N, F) inputs of the model's final Linear layer (global-average-pooled features), eval mode, on the CPU
     whatever device the model is on."""
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    given, was_training = model, model.training
+    model.eval()
+    if images.shape[0]:  # batch norms folded in a copy; the model given goes on training
+        model = network_on(model, device, int(images.shape[-1]))
     head = classifier_head(model)
     captured: list[torch.Tensor] = []
     hook = head.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].detach().cpu()))
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    was_training = model.training
-    model.eval()
     try:
         for start in progress(range(0, int(images.shape[0]), batch_size), "extracting features"):
             model(normalise(images[start : start + batch_size], mean, std).to(device))
     finally:
         hook.remove()
-        model.train(was_training)
+        given.train(was_training)
     if not captured:
         return torch.zeros((0, head.in_features))
     return torch.cat(captured).flatten(1)
