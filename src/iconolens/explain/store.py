@@ -81,13 +81,18 @@ class MapStore:
         return self.path_for(sample_id).exists()
 
     def write(self, sample_id: str, maps: np.ndarray, scores: np.ndarray) -> Path:
+        return write_bytes_atomically(self.path_for(sample_id), self.encode(sample_id, maps, scores))
+
+    @staticmethod
+    def encode(sample_id: str, maps: np.ndarray, scores: np.ndarray) -> bytes:
+        """The bytes of one image's map file: maps as float16 ``(C, h, w)``, scores ``(C,)`` and the id."""
         maps = np.asarray(maps)
         scores = np.asarray(scores, dtype=np.float32)
         if maps.ndim != 3 or scores.shape != (maps.shape[0],):
             raise ValueError(f"maps must be (C, h, w) and scores (C,); got {maps.shape} and {scores.shape}")
         buffer = io.BytesIO()
         np.savez(buffer, maps=maps.astype(np.float16), scores=scores, sample_id=np.array(sample_id))
-        return write_bytes_atomically(self.path_for(sample_id), buffer.getvalue())
+        return buffer.getvalue()
 
     def read(self, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
         """The raw maps as float32 ``(C, h, w)`` and the class probabilities ``(C,)``."""
