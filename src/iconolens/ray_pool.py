@@ -1,22 +1,26 @@
 """Batches of a stage spread over Ray actors, each holding the stage's model: the engine behind ``--engine ray``.
 
 Every stage that runs on Ray follows one pattern: the driver prepares the work exactly as the in-process engine
-does and cuts it into the same batches; an actor class, built once per worker from plain arguments (paths and
-settings, never a model), processes one batch per call with the library's own per-batch function, writes what
-it produces into the run with the same atomic writes, and returns what the driver must reduce (counts, boxes,
-problems). Actors restart and their calls are retried when a worker dies (``max_restarts=-1,
+does and cuts it into the same batches; a Ray Data dataset holds one row per batch, and ``map_batches`` sends the
+rows to a fixed pool of actors. Each actor wraps a stage's actor class, built once per worker from plain arguments
+(paths and settings, never a model); it processes one batch per call with the library's own per-batch function,
+writes what it produces into the run with the same atomic writes, and returns what the driver must reduce
+(counts, boxes, problems). Actors restart and their calls are retried when a worker dies (``max_restarts=-1,
 max_task_retries=-1``), so a call must be safe to repeat: a stage skips what its outputs already hold.
 
-Plain actors are used, not Ray Data: batches are few and heavy, their outputs are files in the run directory,
-and the driver needs the replies in order. The workers must see the run directory (a local Ray, or a cluster
-on a shared file system).
+Batches and replies travel pickled, one row each, and the replies come back in the order of the batches. The
+workers must see the run directory (a local Ray, or a cluster on a shared file system).
 """
 
 from __future__ import annotations
 
+import logging
+import pickle
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+
+import numpy as np
 
 from iconolens.errors import BadInputError
 
@@ -48,8 +52,9 @@ def import_ray() -> Any:
     """Ray, or one sentence saying how to install it."""
     try:
         import ray
+        import ray.data  # noqa: F401 - Ray Data needs the "data" extra
     except ImportError:
-        raise BadInputError("the ray engine needs Ray: pip install 'iconolens[ray]'") from None
+        raise BadInputError("the ray engine needs Ray Data: pip install 'iconolens[ray]'") from None
     return ray
 
 
@@ -83,6 +88,17 @@ def ray_session(address: str | None = None, workers: int | None = None) -> Itera
             ray.shutdown()
 
 
+class BatchesOnActor:
+    """Ray Data's callable class around a stage's actor: every row is one pickled batch, every reply pickled."""
+
+    def __init__(self, actor_class: type, actor_args: Sequence[Any]) -> None:
+        self.actor = actor_class(*actor_args)
+
+    def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        replies = [pickle.dumps(self.actor.run(pickle.loads(batch))) for batch in rows["batch"]]
+        return {"index": rows["index"], "reply": np.array(replies, dtype=object)}
+
+
 def map_on_actors(
     actor_class: type,
     actor_args: Sequence[Any],
@@ -99,12 +115,19 @@ def map_on_actors(
     with ray_session(address, workers) as ray:
         count = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_actor, 1e-9)))
         count = min(count, len(batches))
-        remote = ray.remote(actor_class).options(num_cpus=cpus_per_actor, num_gpus=gpus_per_actor,
-                                                 max_restarts=-1, max_task_retries=-1)
-        actors = [remote.remote(*actor_args) for _ in range(count)]
-        try:
-            pool = ray.util.ActorPool(actors)
-            return list(pool.map(lambda actor, batch: actor.run.remote(batch), list(batches)))
-        finally:
-            for actor in actors:
-                ray.kill(actor, no_restart=True)
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the stages draw their own
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        rows = ray.data.from_items(
+            [{"index": i, "batch": pickle.dumps(batch)} for i, batch in enumerate(batches)],
+            override_num_blocks=len(batches),
+        )
+        replies = rows.map_batches(
+            BatchesOnActor, fn_constructor_args=(actor_class, tuple(actor_args)), batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=count), num_cpus=cpus_per_actor, num_gpus=gpus_per_actor,
+            max_restarts=-1, max_task_retries=-1,
+        )
+        ordered: list[Any] = [None] * len(batches)
+        for row in replies.iter_rows():
+            ordered[int(row["index"])] = pickle.loads(row["reply"])
+        return ordered
