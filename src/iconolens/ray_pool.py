@@ -8,8 +8,11 @@ writes what it produces into the run with the same atomic writes, and returns wh
 (counts, boxes, problems). Actors restart and their calls are retried when a worker dies (``max_restarts=-1,
 max_task_retries=-1``), so a call must be safe to repeat: a stage skips what its outputs already hold.
 
-Batches and replies travel pickled, one row each, and the replies come back in the order of the batches. The
-workers must see the run directory (a local Ray, or a cluster on a shared file system).
+A row holds a run of consecutive batches, at most ``ROWS_PER_ACTOR`` rows per actor: Ray Data costs tens of
+milliseconds per row, which one row per batch of eight images paid hundreds of times, while a few rows per
+actor still let an actor that finishes early take the next one. Rows travel pickled, and the replies come back
+in the order of the batches. The workers must see the run directory (a local Ray, or a cluster on a shared file
+system).
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from typing import Any
 import numpy as np
 
 from iconolens.errors import BadInputError
+from iconolens.progress import progress
 
 ENGINES = ("inprocess", "ray")
+#: Rows of work per actor: enough for the pool to even out, few enough that Ray Data's cost per row stays small.
+ROWS_PER_ACTOR = 8
 ENGINE_HELP = ("inprocess (default) or ray: batches spread over Ray actors, one per CPU, each with its own copy of "
                "the model, writing the same files (pip install 'iconolens[ray]').")
 ADDRESS_HELP = "Ray engine: an existing cluster (e.g. ray://host:10001); default: a local Ray started for the command."
@@ -89,14 +95,15 @@ def ray_session(address: str | None = None, workers: int | None = None) -> Itera
 
 
 class BatchesOnActor:
-    """Ray Data's callable class around a stage's actor: every row is one pickled batch, every reply pickled."""
+    """Ray Data's callable class around a stage's actor: every row is a pickled run of batches, its reply the
+    pickled list of their replies."""
 
     def __init__(self, actor_class: type, actor_args: Sequence[Any]) -> None:
         self.actor = actor_class(*actor_args)
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        replies = [pickle.dumps(self.actor.run(pickle.loads(batch))) for batch in rows["batch"]]
-        return {"index": rows["index"], "reply": np.array(replies, dtype=object)}
+        replies = [pickle.dumps([self.actor.run(batch) for batch in pickle.loads(run)]) for run in rows["batches"]]
+        return {"first": rows["first"], "replies": np.array(replies, dtype=object)}
 
 
 def map_on_actors(
@@ -107,9 +114,10 @@ def map_on_actors(
     workers: int | None = None,
     cpus_per_actor: float = 1,
     gpus_per_actor: float = 0,
+    description: str = "batches on Ray",
 ) -> list[Any]:
     """``actor.run(batch)`` for every batch, on one ``actor_class(*actor_args)`` per CPU (or ``workers`` actors);
-    the replies in the order of ``batches``."""
+    the replies in the order of ``batches``. Progress is shown per row of batches as they come back."""
     if not batches:
         return []
     with ray_session(address, workers) as ray:
@@ -118,9 +126,10 @@ def map_on_actors(
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the stages draw their own
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+        runs = np.array_split(np.arange(len(batches)), min(len(batches), count * ROWS_PER_ACTOR))
         rows = ray.data.from_items(
-            [{"index": i, "batch": pickle.dumps(batch)} for i, batch in enumerate(batches)],
-            override_num_blocks=len(batches),
+            [{"first": int(run[0]), "batches": pickle.dumps([batches[i] for i in run])} for run in runs],
+            override_num_blocks=len(runs),
         )
         replies = rows.map_batches(
             BatchesOnActor, fn_constructor_args=(actor_class, tuple(actor_args)), batch_size=1,
@@ -128,6 +137,8 @@ def map_on_actors(
             max_restarts=-1, max_task_retries=-1,
         )
         ordered: list[Any] = [None] * len(batches)
-        for row in replies.iter_rows():
-            ordered[int(row["index"])] = pickle.loads(row["reply"])
+        for row in progress(replies.iter_rows(), description, total=len(runs)):
+            first = int(row["first"])
+            for offset, reply in enumerate(pickle.loads(row["replies"])):
+                ordered[first + offset] = reply
         return ordered

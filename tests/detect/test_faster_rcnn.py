@@ -13,6 +13,7 @@ from iconolens.detect.checkpoint import DetectorMeta, load_detector, save_detect
 from iconolens.detect.evaluation import evaluate_detector
 from iconolens.detect.faster_rcnn import BACKBONES, FasterRCNNDetector, build_faster_rcnn, classification_trunk
 from iconolens.detect.training import (
+    boxed_or_negative,
     BackgroundFromEmptyImages,
     BalancedBatches,
     TrainingImage,
@@ -140,6 +141,18 @@ def test_pseudo_boxes_replace_ground_truth(tmp_path: Path) -> None:
     pseudo = with_pseudo_boxes(dataset, read_coco_detections(path), path, min_score=0.5)
     assert pseudo.samples[0].boxes == (Box(1.0, 2.0, 11.0, 22.0, "square"),)
     assert pseudo.samples[1].boxes == ()
+
+
+def test_an_image_labelled_with_a_boxed_class_but_without_its_box_is_left_out(tmp_path: Path) -> None:
+    square = Box(1, 1, 9, 9, "square")
+    samples = (
+        Sample("boxed", tmp_path / "a.png", ("square",), (square,), 10, 10),
+        Sample("unboxed", tmp_path / "b.png", ("square",), (), 10, 10),  # labelled, no box: left out
+        Sample("empty", tmp_path / "c.png", (), (), 10, 10),  # labelled with nothing: a negative
+        Sample("dog", tmp_path / "d.png", ("dog",), (), 10, 10),  # no class of the boxes: a negative
+    )
+    kept = boxed_or_negative(Dataset(samples, ("square", "dog"), multi_label=True, root=tmp_path))
+    assert [s.id for s in kept.samples] == ["boxed", "empty", "dog"]
 
 
 def test_pseudo_boxes_for_unknown_image_are_refused(tmp_path: Path) -> None:

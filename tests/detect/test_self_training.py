@@ -112,3 +112,34 @@ def test_anchors_stay_and_the_detector_adds_only_the_figures_they_miss(tmp_path:
     # Without a previous round, an anchor is kept even then.
     alone, _, _ = relabel(silent, dataset, anchors=anchors, min_size=40, max_size=40)
     assert [b.xyxy for b in alone.samples[0].boxes] == [(0, 0, 10, 12)] and alone.samples[2].boxes == ()
+
+
+def test_a_detection_around_two_kept_figures_is_not_kept(tmp_path: Path) -> None:
+    dataset = _collection(tmp_path, [("saint",)])
+    # two figures side by side and a box around both, all within half of the best score
+    detector = FixedDetector([[0, 0, 38, 38], [2, 2, 12, 36], [24, 2, 36, 36]], [0.9, 0.8, 0.7], [1, 1, 1])
+    new, derived, uncertain = relabel(detector, dataset, min_size=40, max_size=40)
+    assert [b.xyxy for b in new.samples[0].boxes] == [(2, 2, 12, 36), (24, 2, 36, 36)]
+    assert [d.xyxy for d in uncertain] == [(0, 0, 38, 38)]  # the group is left uncertain, not background
+    kept, _, _ = relabel(detector, dataset, rule=RelabelRule(drop_groups=False), min_size=40, max_size=40)
+    assert len(kept.samples[0].boxes) == 3
+
+
+def test_an_anchor_around_two_detections_stays(tmp_path: Path) -> None:
+    dataset = _collection(tmp_path, [("saint",)])
+    anchors = [DerivedBox("0", "saint", 0, 0, 38, 38, mean_activation=0.95, probability=1.0)]
+    detector = FixedDetector([[2, 2, 12, 36], [24, 2, 36, 36]], [0.9, 0.8], [1, 1])
+    new, _, _ = relabel(detector, dataset, anchors=anchors, min_size=40, max_size=40)
+    assert [b.xyxy for b in new.samples[0].boxes] == [(0, 0, 38, 38), (2, 2, 12, 36), (24, 2, 36, 36)]
+
+
+def test_a_class_the_detector_never_learnt_keeps_its_previous_boxes_and_anchors(tmp_path: Path) -> None:
+    dataset = _collection(tmp_path, [("saint", "monk")])
+    dataset = replace(dataset, classes=("saint", "dog", "monk"))
+    previous = dataset.with_samples((replace(dataset.samples[0], boxes=(Box(3, 3, 13, 33, "monk"),)),))
+    anchors = [DerivedBox("0", "monk", 20, 2, 30, 36, mean_activation=0.9, probability=1.0)]
+    detector = FixedDetector([[0, 0, 10, 10]], [0.8], [1])  # knows saint and dog, not monk
+    new, derived, _ = relabel(detector, dataset, previous, anchors=anchors, min_size=40, max_size=40)
+    assert sorted((b.label, b.xyxy) for b in new.samples[0].boxes) == [
+        ("monk", (3, 3, 13, 33)), ("monk", (20, 2, 30, 36)), ("saint", (0, 0, 10, 10))]
+    assert sorted(d.mean_activation for d in derived if d.label == "monk") == [0.0, 0.9]

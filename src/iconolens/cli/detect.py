@@ -283,6 +283,11 @@ def weak(
         help="Source faces: every self-training round keeps round 0's face figures and adds the detections that "
         "overlap none of them (else the detector re-labels alone).",
     ),
+    face_fallback: bool = typer.Option(
+        True, "--face-fallback/--no-face-fallback",
+        help="Source faces: one box around the map where no face is found (else such images stay out of training "
+        "until a round's detector finds their figures).",
+    ),
     map_size: int = typer.Option(448, "--map-size", min=32, help="Input size the maps are computed at (14 x 14 maps at 448 px)."),
     rounds: int = typer.Option(1, "--rounds", min=0, help="Self-training rounds: the last detector re-labels the images, the next learns."),
     iterations: int = typer.Option(600, "--iterations", min=1, help="Training steps of the first detector."),
@@ -290,6 +295,11 @@ def weak(
     relabel_score: float = typer.Option(
         0.5, "--relabel-score", min=0.0, max=1.0,
         help="Self-training: keep detections scoring at least this fraction of the image's best one.",
+    ),
+    drop_groups: bool = typer.Option(
+        True, "--drop-groups/--keep-groups",
+        help="Self-training: a detection around two or more distinct kept figures is a group, not a figure, and is "
+        "not kept.",
     ),
     ignore_uncertain: bool = typer.Option(
         False, "--ignore-uncertain/--uncertain-as-background",
@@ -322,10 +332,11 @@ def weak(
     torch.set_num_threads(threads)
     plan = WeakDetectionPlan(
         split=split, source=source, method=method, map_size=map_size, rounds=rounds, iterations=iterations,  # type: ignore[arg-type]
-        round_iterations=round_iterations, relabel=RelabelRule(relative_score=relabel_score), backbone=backbone,
+        round_iterations=round_iterations, relabel=RelabelRule(relative_score=relabel_score, drop_groups=drop_groups),
+        backbone=backbone,
         batch_size=batch_size, learning_rate=learning_rate, min_size=min_size, max_size=max_size,
         negative_share=negative_share, seed=seed, evaluate_split=evaluate_split, device=device, figure_cut=figure_cut,
-        keep_face_figures=keep_face_figures, ignore_uncertain=ignore_uncertain,
+        keep_face_figures=keep_face_figures, ignore_uncertain=ignore_uncertain, face_fallback=face_fallback,
     )
     result = weakly_supervised_detector(run, plan, log=lambda message: console.print(message))
     for stage in result.stages:

@@ -11,6 +11,8 @@ image's best one, and at least ``min_score``, become its boxes. Where the detect
 ``min_score`` for a labelled class, the previous round's boxes are kept, so an image never silently turns from
 positive into negative. The labelled class's other detections above ``min_score`` that overlap no kept box are
 returned as uncertain: the next detector can be told to learn them neither as objects nor as background.
+A detection around two or more distinct kept figures is a group (:mod:`iconolens.detect.groups`): it is not kept
+but returned as uncertain, so a detector that learnt to box crowds does not teach the next one the same.
 """
 
 from __future__ import annotations
@@ -25,11 +27,9 @@ from torchvision.ops import box_iou
 from iconolens.data.records import Box, Dataset
 from iconolens.detect.detections import Detector
 from iconolens.detect.evaluation import ScoredBox, detect_collection
+from iconolens.detect.groups import SAME_FIGURE_IOU, group_flags
 from iconolens.errors import BadInputError
 from iconolens.evaluate.boxes import DerivedBox
-
-#: A detection overlapping an anchor this much is the anchor's figure, found again.
-SAME_FIGURE_IOU = 0.5
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class RelabelRule:
     relative_score: float = 0.5
     min_score: float = 0.05
     max_boxes: int = 20
+    drop_groups: bool = True  # a detection around two or more of the kept figures is not kept (detect.groups)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.relative_score <= 1.0 or not 0.0 <= self.min_score <= 1.0 or self.max_boxes < 1:
@@ -88,9 +89,8 @@ def relabel(
     for sample, found in zip(dataset.samples, predictions):
         boxes: list[Box] = []
         for label in sample.labels:
-            if label not in known:
-                continue
-            chosen = rule.select(found, label)
+            # a class the detector never learnt is one it finds nothing of: its previous boxes and anchors stay
+            chosen = rule.select(found, label) if label in known else []
             fixed = anchored.get((sample.id, label), [])
             if chosen:
                 found_here = [(d.xyxy, d.score) for d in chosen]
@@ -101,6 +101,12 @@ def relabel(
             if found_here and fixed:  # what an anchor already holds is not added again
                 overlap = box_iou(torch.tensor([xyxy for xyxy, _ in found_here]), torch.tensor([b.xyxy for b in fixed]))
                 found_here = [f for f, row in zip(found_here, overlap) if float(row.max()) < SAME_FIGURE_IOU]
+            if rule.drop_groups and found_here:  # anchors are certain figures and always stay
+                flags = group_flags([b.xyxy for b in fixed] + [xyxy for xyxy, _ in found_here])[len(fixed):]
+                groups = [f for f, flag in zip(found_here, flags) if flag]
+                found_here = [f for f, flag in zip(found_here, flags) if not flag]
+                uncertain += [DerivedBox(sample.id, label, *xyxy, mean_activation=score, probability=1.0)
+                              for xyxy, score in groups]
             derived += fixed
             derived += [DerivedBox(sample.id, label, *xyxy, mean_activation=score, probability=1.0)
                         for xyxy, score in found_here]

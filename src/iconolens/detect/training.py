@@ -413,6 +413,16 @@ def read_coco_detections(path: str | Path) -> list[dict]:
     return data
 
 
+def boxed_or_negative(dataset: Dataset, level: str = "figure") -> Dataset:
+    """``dataset`` without the images labelled with a class that has boxes elsewhere but none in them: pseudo
+    boxes that left an image out say nothing of where its objects are, and it must not be learnt as background."""
+    boxed = {b.label for s in dataset.samples for b in s.boxes if b.level == level}
+    kept = tuple(s for s in dataset.samples
+                 if all(any(b.label == label and b.level == level for b in s.boxes)
+                        for label in s.labels if label in boxed))
+    return dataset.with_samples(kept)
+
+
 def with_pseudo_boxes(
     dataset: Dataset, detections: list[dict], path: str | Path = "", min_score: float = 0.0,
     category_names: dict[int, str] | None = None,

@@ -41,7 +41,7 @@ from iconolens.detect.evaluation import coco_average_precision, detect_collectio
 from iconolens.detect.faster_rcnn import DEFAULT_BACKBONE, check_backbone
 from iconolens.detect.presence import Presence, gate_by_presence, run_presence
 from iconolens.detect.self_training import RelabelRule, relabel
-from iconolens.detect.training import read_coco_detections, train_detector, with_pseudo_boxes
+from iconolens.detect.training import boxed_or_negative, read_coco_detections, train_detector, with_pseudo_boxes
 from iconolens.device import resolve_device
 from iconolens.errors import BadInputError
 from iconolens.evaluate.boxes import BoxRecipe, DerivedBox, DerivedBoxes, derive_boxes, write_derived_boxes
@@ -73,6 +73,9 @@ class WeakDetectionPlan:
     # figures in every self-training round (False: the detector re-labels alone)
     figure_cut: bool = True
     keep_face_figures: bool = True
+    # the faces source: one box around the map where no face is found (False: such paintings wait, out of
+    # training, until a round's detector finds their figures)
+    face_fallback: bool = True
     # detector
     backbone: str = DEFAULT_BACKBONE
     iterations: int = 600
@@ -178,7 +181,7 @@ def first_pseudo_boxes(run: RunDirectory, train: Dataset, plan: WeakDetectionPla
         from iconolens.detect.figure_cut import FigureCut
 
         faces = face_figure_boxes(train, store=store, cut=FigureCut() if plan.figure_cut else None)
-        return with_fallback(faces, derived), faces
+        return (with_fallback(faces, derived) if plan.face_fallback else faces), faces
     return replace(derived, method=f"{plan.method}-{plan.source}"), None
 
 
@@ -216,9 +219,11 @@ def _uncertain(train: Dataset, folder: Path) -> dict[str, list[tuple[float, floa
 
 def _train(train: Dataset, boxes_file: Path, folder: Path, plan: WeakDetectionPlan, iterations: int,
            start: Path | None) -> dict:
-    data = with_pseudo_boxes(train, read_coco_detections(boxes_file), boxes_file)
+    boxed = with_pseudo_boxes(train, read_coco_detections(boxes_file), boxes_file)
+    # the classes come before images are left out, so that every round's detector has the same ones
+    classes = tuple(sorted({b.label for s in boxed.samples for b in s.boxes}, key=list(train.classes).index))
+    data = boxed_or_negative(boxed)
     uncertain = _uncertain(train, folder.parent / "uncertain") if plan.ignore_uncertain else None
-    classes = tuple(sorted({b.label for s in data.samples for b in s.boxes}, key=list(train.classes).index))
     initial = None
     if start is not None:
         initial = torch.load(start / "weights.pt", map_location="cpu", weights_only=True)
@@ -230,7 +235,7 @@ def _train(train: Dataset, boxes_file: Path, folder: Path, plan: WeakDetectionPl
     )
     save_detector(folder, model, meta)
     return {"check": meta.metrics["check"], "warning": meta.metrics.get("warning"),
-            "training_boxes": sum(len(s.boxes) for s in data.samples)}
+            "training_boxes": sum(len(s.boxes) for s in data.samples), "training_images": len(data.samples)}
 
 
 def _evaluate(detector_dir: Path, dataset: Dataset, presence: Presence | None) -> dict[str, Any]:

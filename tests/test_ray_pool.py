@@ -1,0 +1,31 @@
+"""Batches spread over Ray actors come back complete and in their own order, however they are grouped in rows."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from iconolens.ray_pool import ROWS_PER_ACTOR, map_on_actors
+
+
+class Squares:
+    """A stage's actor in miniature: built once from plain arguments, one reply per batch."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+    def run(self, batch: list[int]) -> list[int]:
+        return [x * x + self.offset for x in batch]
+
+
+@pytest.mark.parametrize("count", [1, 2 * ROWS_PER_ACTOR, 2 * ROWS_PER_ACTOR + 5, 101])
+def test_replies_come_back_in_the_order_of_the_batches(local_ray, count: int) -> None:
+    local_ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests
+    batches = [list(range(i, i + (i % 3) + 1)) for i in range(count)]  # batches of 1 to 3 items
+    expected = [Squares(7).run(batch) for batch in batches]
+    assert map_on_actors(Squares, (7,), batches, workers=2) == expected
+
+
+def test_no_batch_is_no_reply() -> None:
+    assert map_on_actors(Squares, (0,), []) == []
