@@ -82,21 +82,38 @@ def local_ray():
 
 def crashing_once(actor_class: type, flag: Path) -> type:
     """A subclass of a Ray engine's actor whose worker process dies on its second call, once per ``flag`` file
-    (which then holds the dead worker's pid)."""
+    (which then holds the dead worker's pid). An actor that takes runs of batches (``run_many``) dies after
+    writing the first half of its second run, so that the retried run finds part of its work already done."""
 
     class Crashing(actor_class):  # type: ignore[misc, valid-type]
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             self.calls = 0
 
-        def run(self, batch):
+        def _second_call(self) -> bool:
             self.calls += 1
-            if self.calls == 2 and not flag.exists():
-                flag.write_text(str(os.getpid()))
-                os._exit(1)
+            return self.calls == 2 and not flag.exists()
+
+        def _die(self) -> None:
+            flag.write_text(str(os.getpid()))
+            os._exit(1)
+
+        def run(self, batch):
+            if self._second_call():
+                self._die()
             return super().run(batch)
 
-    return Crashing
+    if not hasattr(actor_class, "run_many"):
+        return Crashing
+
+    class CrashingMidRun(Crashing):
+        def run_many(self, batches):
+            if self._second_call():
+                super().run_many(batches[: (len(batches) + 1) // 2])
+                self._die()
+            return super().run_many(batches)
+
+    return CrashingMidRun
 
 
 @pytest.fixture

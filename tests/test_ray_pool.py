@@ -29,3 +29,19 @@ def test_replies_come_back_in_the_order_of_the_batches(local_ray, count: int) ->
 
 def test_no_batch_is_no_reply() -> None:
     assert map_on_actors(Squares, (0,), []) == []
+
+
+class SquaresInRuns(Squares):
+    """An actor that takes whole runs of batches, and says how long each run was."""
+
+    def run_many(self, batches: list[list[int]]) -> list[tuple[int, list[int]]]:
+        return [(len(batches), self.run(batch)) for batch in batches]
+
+
+def test_an_actor_that_takes_runs_gets_consecutive_batches_together(local_ray) -> None:
+    local_ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    count = 4 * 2 * ROWS_PER_ACTOR + 3  # two actors: 16 rows of 4 or 5 batches
+    batches = [[i] for i in range(count)]
+    replies = map_on_actors(SquaresInRuns, (1,), batches, workers=2)
+    assert [reply for _, reply in replies] == [[i * i + 1] for i in range(count)]
+    assert sorted({length for length, _ in replies}) == [4, 5]

@@ -1,9 +1,10 @@
 """Batches of a stage spread over Ray actors, each holding the stage's model: the engine behind ``--engine ray``.
 
 Every stage that runs on Ray follows one pattern: the driver prepares the work exactly as the in-process engine
-does and cuts it into the same batches; a Ray Data dataset holds one row per batch, and ``map_batches`` sends the
-rows to a fixed pool of actors. Each actor wraps a stage's actor class, built once per worker from plain arguments
-(paths and settings, never a model); it processes one batch per call with the library's own per-batch function,
+does and cuts it into the same batches; a Ray Data dataset holds them in rows, and ``map_batches`` sends the rows
+to a fixed pool of actors. Each actor wraps a stage's actor class, built once per worker from plain arguments
+(paths and settings, never a model); it processes one batch per ``run`` call with the library's own per-batch
+function (or a run of them per ``run_many`` call, to overlap one batch's reading and writing with the next),
 writes what it produces into the run with the same atomic writes, and returns what the driver must reduce
 (counts, boxes, problems). Actors restart and their calls are retried when a worker dies (``max_restarts=-1,
 max_task_retries=-1``), so a call must be safe to repeat: a stage skips what its outputs already hold.
@@ -101,8 +102,12 @@ class BatchesOnActor:
     def __init__(self, actor_class: type, actor_args: Sequence[Any]) -> None:
         self.actor = actor_class(*actor_args)
 
+    def _run(self, batches: list[Any]) -> list[Any]:
+        run_many = getattr(self.actor, "run_many", None)  # an actor that overlaps its batches' work
+        return run_many(batches) if run_many is not None else [self.actor.run(batch) for batch in batches]
+
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        replies = [pickle.dumps([self.actor.run(batch) for batch in pickle.loads(run)]) for run in rows["batches"]]
+        replies = [pickle.dumps(self._run(pickle.loads(run))) for run in rows["batches"]]
         return {"first": rows["first"], "replies": np.array(replies, dtype=object)}
 
 

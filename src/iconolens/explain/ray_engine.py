@@ -2,10 +2,11 @@
 
 The driver prepares the run exactly as the in-process engine does (same checks, same stores, same pending
 images) and cuts the pending images into the same batches of ``settings.batch_size`` in the same order, so
-every image is explained in the same batch composition and its maps are byte-identical. Each batch goes to an
-actor that holds the model (loaded once per actor from the run's checkpoint), decodes the images, explains them
-with the shared :func:`explain_batch` and writes the stores itself with the same atomic ``MapStore.write``: the
-workers must see the run directory (a local Ray, or a cluster on a shared file system).
+every image is explained in the same batch composition and its maps are byte-identical. Runs of batches go to
+actors that hold the model (loaded once per actor from the run's checkpoint); an actor decodes the next batch
+while it explains one with the shared :func:`explain_batch`, and writes the stores itself, from a thread, with
+the same atomic writes: the workers must see the run directory (a local Ray, or a cluster on a shared file
+system).
 
 Failures and resuming follow :mod:`iconolens.ray_pool`: a retried batch skips the images its stores already
 hold, so nothing is written twice and files are always whole; if the driver dies, a new call resumes from the
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from iconolens.atomic import write_json_atomically
+from iconolens.explain.background_writes import BackgroundWriter
 from iconolens.explain.collection import (
     ExplainOutcome,
     ExplainSettings,
@@ -52,24 +54,44 @@ class ExplainActor:
         self.stores = {m: MapStore(d) for m, d in store_dirs.items()}
         self.indices, self.target, self.activation, self.settings = list(indices), target, activation, settings
 
-    def run(self, batch: list[Any]) -> tuple[dict[str, int], list[dict[str, str]]]:
-        """Explain one batch of samples; returns the images written per method and the unreadable ones."""
+    def _decoded(self, batch: list[Any]) -> Any:
+        """The batch's images still missing from some store, decoded (None when every store holds them all: a
+        retried batch after a crash leaves out what is already written)."""
         from iconolens.data.stream import decoded_batches
 
-        written = dict.fromkeys(self.stores, 0)
-        # A retried batch (after a crash) leaves out what is already written everywhere.
         todo = [x for x in batch if any(not store.has(x.id) for store in self.stores.values())]
         if not todo:
-            return written, []
-        decoded = next(iter(decoded_batches(
-            todo, self.meta.input_size, len(todo), workers=0, max_pixels=self.settings.max_pixels
-        )))
-        if decoded.samples:
-            written = explain_batch(
-                self.model, self.meta, decoded.images, decoded.samples, self.stores, self.indices, self.target,
-                self.activation, self.settings, self.device,
-            )
-        return written, decoded.problems
+            return None
+        return next(iter(decoded_batches(todo, self.meta.input_size, len(todo), workers=0,
+                                         max_pixels=self.settings.max_pixels)))
+
+    def run(self, batch: list[Any]) -> tuple[dict[str, int], list[dict[str, str]]]:
+        """Explain one batch: the images written per method and the unreadable ones."""
+        return self.run_many([batch])[0]
+
+    def run_many(self, batches: list[list[Any]]) -> list[tuple[dict[str, int], list[dict[str, str]]]]:
+        """Explain a run of batches; per batch, the images written per method and the unreadable ones.
+
+        The next batch is decoded in a thread while this one is explained, and the map files are written from
+        another (decoding and syncing files release the GIL), as the in-process engine overlaps them; every
+        file is on disk when this returns.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        replies = []
+        with ThreadPoolExecutor(1, thread_name_prefix="iconolens-decode") as decoder, BackgroundWriter() as writer:
+            ahead = decoder.submit(self._decoded, batches[0]) if batches else None
+            for k in range(len(batches)):
+                decoded = ahead.result()
+                ahead = decoder.submit(self._decoded, batches[k + 1]) if k + 1 < len(batches) else None
+                written = dict.fromkeys(self.stores, 0)
+                if decoded is not None and decoded.samples:
+                    written = explain_batch(
+                        self.model, self.meta, decoded.images, decoded.samples, self.stores, self.indices,
+                        self.target, self.activation, self.settings, self.device, writer,
+                    )
+                replies.append((written, decoded.problems if decoded is not None else []))
+        return replies
 
 
 def explain_run_on_ray(
