@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from iconolens.ray_pool import ROWS_PER_ACTOR, map_on_actors
+from iconolens.errors import BadInputError
+from iconolens.ray_pool import ROWS_PER_ACTOR, check_engine, map_on_actors, ray_session
 
 
 class Squares:
@@ -45,3 +46,24 @@ def test_an_actor_that_takes_runs_gets_consecutive_batches_together(local_ray) -
     replies = map_on_actors(SquaresInRuns, (1,), batches, workers=2)
     assert [reply for _, reply in replies] == [[i * i + 1] for i in range(count)]
     assert sorted({length for length, _ in replies}) == [4, 5]
+
+
+def test_a_ray_client_address_is_refused_in_one_sentence() -> None:
+    with pytest.raises(BadInputError, match="Ray Client addresses .ray://head:10001. do not carry.*--address auto"):
+        check_engine("ray", "ray://head:10001")
+    check_engine("ray", "auto")  # a node of the cluster finds it
+
+
+def test_a_cluster_that_cannot_be_reached_is_named_in_one_sentence(monkeypatch) -> None:
+    ray = pytest.importorskip("ray")
+
+    def unreachable(**kwargs):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {kwargs['address']}\nmore lines")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", unreachable)
+    with pytest.raises(BadInputError) as caught:
+        with ray_session("head:6379"):
+            pass
+    assert str(caught.value) == ("could not connect to the Ray cluster at head:6379 (Failed to connect to Ray "
+                                 "cluster at head:6379); on a node of the cluster, --address auto finds it")

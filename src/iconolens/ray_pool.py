@@ -34,17 +34,21 @@ ENGINES = ("inprocess", "ray")
 ROWS_PER_ACTOR = 8
 ENGINE_HELP = ("inprocess (default) or ray: batches spread over Ray actors, one per CPU, each with its own copy of "
                "the model, writing the same files (pip install 'iconolens[ray]').")
-ADDRESS_HELP = "Ray engine: an existing cluster (e.g. ray://host:10001); default: a local Ray started for the command."
+ADDRESS_HELP = ("Ray engine: an existing cluster, from a node of it (auto, or HOST:6379); default: a local Ray started "
+                "for the command.")
 THREADS_HELP = ("CPU threads for PyTorch in this process (default: PyTorch's own choice, one per core); the ray "
                 "engine's actors use one each, and an in-process run gives their files byte for byte with 1.")
 
 
 def check_engine(engine: str, address: str | None) -> None:
-    """Refuse an unknown engine, or a cluster address given to the in-process one."""
+    """Refuse an unknown engine, a cluster address given to the in-process one, or a Ray Client address."""
     if engine not in ENGINES:
         raise BadInputError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
     if address is not None and engine != "ray":
         raise BadInputError("--address is for the ray engine; add --engine ray")
+    if address is not None and address.strip().lower().startswith("ray://"):
+        raise BadInputError(f"the ray engine runs on Ray Data, which Ray Client addresses ({address}) do not carry; "
+                            "run the command on a node of the cluster with --address auto")
 
 
 def use_threads(threads: int | None) -> None:
@@ -84,7 +88,12 @@ def ray_session(address: str | None = None, workers: int | None = None) -> Itera
     started = False
     if not ray.is_initialized():
         if address is not None:
-            ray.init(address=address, log_to_driver=False)
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise BadInputError(f"could not connect to the Ray cluster at {address} ({reason}); on a node of "
+                                    "the cluster, --address auto finds it") from None
         else:
             ray.init(num_cpus=workers or 2, include_dashboard=False, log_to_driver=False)
         started = True

@@ -105,7 +105,7 @@ def explain_run_on_ray(
 ) -> ExplainOutcome:
     """Like :func:`explain_run`, on Ray: one actor per CPU (or ``workers`` actors), each with its own model.
 
-    ``address``: an existing Ray cluster (e.g. ``ray://host:10001``); without it an already initialised Ray is
+    ``address``: an existing Ray cluster, from one of its nodes (``auto``); without it an already initialised Ray is
     used, or a local one with ``workers or 2`` CPUs is started and shut down by this call.
     """
     import_ray()  # before anything is written
