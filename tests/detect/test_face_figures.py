@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from iconolens.data.records import Dataset, Sample
-from iconolens.detect.face_figures import FigureProportions, face_figure_boxes
+from iconolens.detect.face_figures import FigureProportions, face_figure_boxes, with_fallback
 from iconolens.evaluate.boxes import BoxRecipe, DerivedBox, DerivedBoxes
 from iconolens.explain.store import MapStore
 
@@ -112,3 +112,18 @@ def test_a_face_outside_everything_its_classs_map_points_at_gives_no_figure(tmp_
     assert derived.counts["outside_the_map"] == 1
     everyone = face_figure_boxes(dataset, faces=faces, store=store, map_percentile=None)
     assert len(everyone.boxes) == 2
+
+
+def test_the_fallback_fills_each_image_and_class_without_a_face_figure() -> None:
+    recipe = BoxRecipe(level="figure", gate=False)
+    faces = DerivedBoxes("faces", recipe, (DerivedBox("a", "monk", 1, 1, 5, 9, 0.9, 1.0),), ("a",))
+    mapped = DerivedBoxes("cam-one-box", recipe, (
+        DerivedBox("a", "monk", 0, 0, 8, 8, 0.5, 1.0),  # the face figure stands for it
+        DerivedBox("a", "dog", 2, 2, 6, 6, 0.5, 1.0),  # same image, another class: no face of it
+        DerivedBox("b", "monk", 0, 0, 4, 4, 0.5, 1.0),
+    ), ("a", "b"))
+    every = with_fallback(faces, mapped)
+    assert [(b.sample_id, b.label) for b in every.boxes] == [("a", "monk"), ("a", "dog"), ("b", "monk")]
+    assert every.selected == ("a", "b") and every.counts["fallback_boxes"] == 2
+    dogs = with_fallback(faces, mapped, {"dog"})
+    assert [(b.sample_id, b.label) for b in dogs.boxes] == [("a", "monk"), ("a", "dog")] and dogs.selected == ("a",)

@@ -267,8 +267,8 @@ def weak(
         "one-box", "--source",
         help="Pseudo boxes of round 0: one-box (one box around each map's foreground; any class), faces (for "
         "classes that are human figures: one box per face a pretrained face detector finds, its figure cut out "
-        "of the painting within the canon's proportions, the class from the labels and maps, one-box where no "
-        "face is found; the best measured "
+        "of the painting within the canon's proportions, the class from the labels and maps; paintings where no "
+        "face is found wait for the detector (see --face-fallback); the best measured "
         "on People-Art's people), segments (boxes snapped to the painted objects the map points at, by "
         "GrabCut), instances (several per map: peaks grown into regions) or mil (multiple-instance learning "
         "over proposals).",
@@ -284,9 +284,10 @@ def weak(
         "overlap none of them (else the detector re-labels alone).",
     ),
     face_fallback: bool = typer.Option(
-        True, "--face-fallback/--no-face-fallback",
-        help="Source faces: one box around the map where no face is found (else such images stay out of training "
-        "until a round's detector finds their figures).",
+        False, "--face-fallback/--no-face-fallback",
+        help="Source faces: one box around the map on each painting where no face is found (else such paintings "
+        "stay out of training until a round's detector finds their figures, and only a class with no face "
+        "anywhere keeps its map boxes).",
     ),
     map_size: int = typer.Option(448, "--map-size", min=32, help="Input size the maps are computed at (14 x 14 maps at 448 px)."),
     rounds: int = typer.Option(1, "--rounds", min=0, help="Self-training rounds: the last detector re-labels the images, the next learns."),

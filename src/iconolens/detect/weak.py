@@ -74,8 +74,8 @@ class WeakDetectionPlan:
     figure_cut: bool = True
     keep_face_figures: bool = True
     # the faces source: one box around the map where no face is found (False: such paintings wait, out of
-    # training, until a round's detector finds their figures)
-    face_fallback: bool = True
+    # training, until a round's detector finds their figures; a class with no face at all keeps its map boxes)
+    face_fallback: bool = False
     # detector
     backbone: str = DEFAULT_BACKBONE
     iterations: int = 600
@@ -181,7 +181,12 @@ def first_pseudo_boxes(run: RunDirectory, train: Dataset, plan: WeakDetectionPla
         from iconolens.detect.figure_cut import FigureCut
 
         faces = face_figure_boxes(train, store=store, cut=FigureCut() if plan.figure_cut else None)
-        return (with_fallback(faces, derived) if plan.face_fallback else faces), faces
+        if plan.face_fallback:
+            return with_fallback(faces, derived), faces
+        # a class without a single face (a style that abstracts faces, say) keeps its map boxes, or it would
+        # have none to learn from
+        faceless = {b.label for b in derived.boxes} - {b.label for b in faces.boxes}
+        return (with_fallback(faces, derived, faceless) if faceless else faces), faces
     return replace(derived, method=f"{plan.method}-{plan.source}"), None
 
 
