@@ -128,7 +128,6 @@ def map_on_actors(
     workers: int | None = None,
     cpus_per_actor: float = 1,
     gpus_per_actor: float = 0,
-    description: str = "batches on Ray",
 ) -> list[Any]:
     """``actor.run(batch)`` for every batch, on one ``actor_class(*actor_args)`` per CPU (or ``workers`` actors);
     the replies in the order of ``batches``. Progress is shown per row of batches as they come back."""
@@ -151,7 +150,7 @@ def map_on_actors(
             max_restarts=-1, max_task_retries=-1,
         )
         ordered: list[Any] = [None] * len(batches)
-        for row in progress(replies.iter_rows(), description, total=len(runs)):
+        for row in progress(replies.iter_rows(), "batches on Ray", total=len(runs)):
             first = int(row["first"])
             for offset, reply in enumerate(pickle.loads(row["replies"])):
                 ordered[first + offset] = reply

@@ -12,36 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-XYXY = Sequence[float]
+import torch
+from torchvision.ops import box_area, box_iou
 
 #: Two boxes overlapping this much are the same figure.
 SAME_FIGURE_IOU = 0.5
 
 
-def _area(box: XYXY) -> float:
-    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
-
-
-def _iou(a: XYXY, b: XYXY) -> float:
-    inter = _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
-    union = _area(a) + _area(b) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def _holds_centre(box: XYXY, other: XYXY) -> bool:
-    cx, cy = (other[0] + other[2]) / 2, (other[1] + other[3]) / 2
-    return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
-
-
-def _distinct(a: XYXY, b: XYXY) -> bool:
-    return _iou(a, b) < SAME_FIGURE_IOU and not _holds_centre(a, b) and not _holds_centre(b, a)
-
-
-def group_flags(boxes: Sequence[XYXY]) -> list[bool]:
+def group_flags(boxes: Sequence[Sequence[float]]) -> list[bool]:
     """For the boxes of one class in one image (xyxy), whether each is a group of two or more of the others."""
+    if len(boxes) < 3:  # a group and two figures make three
+        return [False] * len(boxes)
+    xyxy = torch.tensor([list(b) for b in boxes], dtype=torch.float64)
+    cx, cy = (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2
+    # holds[i, j]: box i holds the centre of box j
+    holds = ((xyxy[:, None, 0] <= cx) & (cx <= xyxy[:, None, 2]) & (xyxy[:, None, 1] <= cy) & (cy <= xyxy[:, None, 3]))
+    distinct = (box_iou(xyxy, xyxy) < SAME_FIGURE_IOU) & ~holds & ~holds.T
+    area = box_area(xyxy)
     flags = []
-    for i, box in enumerate(boxes):
-        inside = [other for j, other in enumerate(boxes)
-                  if j != i and _area(other) < _area(box) and _holds_centre(box, other)]
-        flags.append(any(_distinct(a, b) for k, a in enumerate(inside) for b in inside[k + 1:]))
+    for i in range(len(boxes)):
+        inside = holds[i] & (area < area[i])
+        flags.append(bool(distinct[inside][:, inside].any()))
     return flags
