@@ -147,3 +147,25 @@ def test_eval_gated_by_a_run_without_a_classifier_is_one_sentence(run_cli, train
                            str(tmp_path / "no-run"), "--threads", "1")
     assert code != 0
     assert "no trained model" in err and "Traceback" not in err
+
+
+def test_eval_with_test_flip_reports_the_merged_views_of_each_image(run_cli, trained, tmp_path) -> None:
+    from iconolens.data.coco import read_coco
+    from iconolens.detect.checkpoint import load_detector
+    from iconolens.detect.evaluation import detect_collection
+    from iconolens.detect.mirrored import MirroredViews
+
+    _, coco, model = trained
+    found = {}
+    for flag in ([], ["--test-flip"]):
+        out = tmp_path / f"scores{len(flag)}.json"
+        code, _, err = run_cli("detect", "eval", "--model", str(model), "--coco", str(coco), "--out", str(out),
+                               "--threads", "1", *flag)
+        assert code == 0, err
+        found[bool(flag)] = json.loads(out.read_text())["detections"]
+    detector, meta = load_detector(model)
+    dataset = read_coco(coco)
+    both, _ = detect_collection(MirroredViews(detector), dataset, meta.min_size, meta.max_size)
+    expected = {s.id: [[*d.xyxy, d.label, d.score] for d in boxes] for s, boxes in zip(dataset.samples, both)}
+    assert found[True] == json.loads(json.dumps(expected))  # as the library merges the two views
+    assert found[True] != found[False]  # the mirror images change what is found

@@ -53,6 +53,7 @@ def test_chain_runs_every_stage_then_resumes_without_redoing_any(collection) -> 
     evaluation = summary["stages"][4]
     assert set(evaluation["presence_gated"]) == {"AP50", "AP50:95", "AP50_difficult_counted",
                                                  "AP50:95_difficult_counted"}  # the run's classifier gates them
+    assert set(evaluation["test_flip"]) == {*evaluation["presence_gated"], "presence_gated"}  # and with mirror images
 
     again = weakly_supervised_detector(run, PLAN)
     assert [s["stage"] for s in again.stages] == names

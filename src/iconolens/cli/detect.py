@@ -141,6 +141,9 @@ def evaluate(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     engine: str = typer.Option("inprocess", "--engine", help=ENGINE_HELP),
     address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
+    test_flip: bool = typer.Option(False, "--test-flip", help=(
+        "Run the detector on every image and on its mirror image and merge the boxes (twice the detection time)."
+    )),
     presence: Optional[Path] = typer.Option(None, "--presence", help=(
         "Run folder whose image classifier gates the detections: each score is multiplied by the classifier's "
         "probability that the image holds the detection's class (for detectors trained from image labels, "
@@ -157,7 +160,7 @@ def evaluate(
 
     torch.set_num_threads(threads)
     check_engine(engine, address)
-    source = DetectorSource(model, mtcnn, size)
+    source = DetectorSource(model, mtcnn, size, test_flip)
     detector, min_size, max_size = source.open(0.0, device)
     dataset, _ = _dataset(coco, collection, run, split)
     if engine == "ray":
@@ -307,6 +310,11 @@ def weak(
         help="Self-training: the detections re-labelling leaves out (labelled classes, overlapping no kept box) are "
         "learnt neither as figures nor as background (else as background, like any unboxed region).",
     ),
+    test_flip: bool = typer.Option(
+        True, "--test-flip/--no-test-flip",
+        help="Re-labelling and evaluation run each detector on every painting and on its mirror image and merge "
+        "the boxes (twice the detection time; evaluation then reports both).",
+    ),
     backbone: str = typer.Option("mobilenet_v2_fpn", "--backbone", help="Detector backbone (see `iconolens detect train --help`)."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per detector training step."),
     learning_rate: float = typer.Option(0.01, "--lr", help="Detector SGD learning rate after warm-up."),
@@ -338,6 +346,7 @@ def weak(
         batch_size=batch_size, learning_rate=learning_rate, min_size=min_size, max_size=max_size,
         negative_share=negative_share, seed=seed, evaluate_split=evaluate_split, device=device, figure_cut=figure_cut,
         keep_face_figures=keep_face_figures, ignore_uncertain=ignore_uncertain, face_fallback=face_fallback,
+        test_flip=test_flip,
     )
     result = weakly_supervised_detector(run, plan, log=lambda message: console.print(message))
     for stage in result.stages:
@@ -373,6 +382,9 @@ def _stage_line(stage: dict) -> str:
             gated = stage["presence_gated"]
             line += (f"; gated by the classifier's presence: AP@0.5 {gated['AP50']:.3f}, "
                      f"AP@0.5:0.95 {gated['AP50:95']:.3f}")
+        if stage.get("test_flip"):
+            flipped = stage["test_flip"]
+            line += f"; with mirror images: AP@0.5 {flipped['AP50']:.3f}, AP@0.5:0.95 {flipped['AP50:95']:.3f}"
         return line
     return f"{name}: done in {stage.get('seconds', 0):.0f} s"
 

@@ -14,11 +14,14 @@ from iconolens.errors import BadInputError
 
 @dataclass(frozen=True)
 class DetectorSource:
-    """``model``: a folder written by ``iconolens detect train``; or ``mtcnn`` with images shrunk to ``size``."""
+    """``model``: a folder written by ``iconolens detect train``; or ``mtcnn`` with images shrunk to ``size``.
+    ``test_flip``: the detector also runs on each image's mirror image, the boxes merged
+    (:class:`~iconolens.detect.mirrored.MirroredViews`)."""
 
     model: Path | None = None
     mtcnn: bool = False
     size: int = 320
+    test_flip: bool = False
 
     def __post_init__(self) -> None:
         if (self.model is None) == (not self.mtcnn):
@@ -28,12 +31,16 @@ class DetectorSource:
         """The detector on ``device`` and the (min_size, max_size) its images are shrunk to."""
         from iconolens.device import resolve_device
 
+        from iconolens.detect.mirrored import MirroredViews
+
         where = resolve_device(device)
         if self.mtcnn:
             from iconolens.detect.mtcnn import MTCNNDetector
 
-            return MTCNNDetector(min_score=min_score), self.size, self.size
-        from iconolens.detect.checkpoint import load_detector
+            detector, min_size, max_size = MTCNNDetector(min_score=min_score), self.size, self.size
+        else:
+            from iconolens.detect.checkpoint import load_detector
 
-        detector, meta = load_detector(self.model, min_score=min_score)
-        return detector.to(where), meta.min_size, meta.max_size
+            network, meta = load_detector(self.model, min_score=min_score)
+            detector, min_size, max_size = network.to(where), meta.min_size, meta.max_size
+        return (MirroredViews(detector) if self.test_flip else detector), min_size, max_size

@@ -37,8 +37,10 @@ from iconolens.atomic import write_json_atomically
 from iconolens.data.dataset_json import load_dataset_json
 from iconolens.data.records import Dataset
 from iconolens.detect.checkpoint import load_detector, save_detector
+from iconolens.detect.detections import Detector
 from iconolens.detect.evaluation import coco_average_precision, detect_collection
 from iconolens.detect.faster_rcnn import DEFAULT_BACKBONE, check_backbone
+from iconolens.detect.mirrored import MirroredViews
 from iconolens.detect.presence import Presence, gate_by_presence, run_presence
 from iconolens.detect.self_training import RelabelRule, relabel
 from iconolens.detect.training import boxed_or_negative, read_coco_detections, train_detector, with_pseudo_boxes
@@ -91,6 +93,8 @@ class WeakDetectionPlan:
     relabel: RelabelRule = RelabelRule()
     # the detections re-labelling leaves out are sampled neither as figures nor as background (False: background)
     ignore_uncertain: bool = False
+    # re-labelling and evaluation also run each detector on the mirror images and merge the boxes (detect.mirrored)
+    test_flip: bool = True
     seed: int = 0
     evaluate_split: str | None = None
     folder: str = "weak"
@@ -243,11 +247,11 @@ def _train(train: Dataset, boxes_file: Path, folder: Path, plan: WeakDetectionPl
             "training_boxes": sum(len(s.boxes) for s in data.samples), "training_images": len(data.samples)}
 
 
-def _evaluate(detector_dir: Path, dataset: Dataset, presence: Presence | None) -> dict[str, Any]:
+def _evaluate(detector_dir: Path, dataset: Dataset, presence: Presence | None, test_flip: bool) -> dict[str, Any]:
     """COCO AP of the detector, difficult boxes ignored and counted, and the same with its scores gated by the
-    classifier's presence probabilities when there are any."""
+    classifier's presence probabilities when there are any; with ``test_flip`` all of it again (``test_flip``
+    entry) for the detector run on each image and its mirror image."""
     detector, meta = load_detector(detector_dir)
-    predictions, _ = detect_collection(detector, dataset, meta.min_size, meta.max_size)
     truth = [[b for b in s.boxes if b.level == "figure"] for s in dataset.samples]
 
     def scored(found: list) -> dict[str, Any]:
@@ -256,10 +260,17 @@ def _evaluate(detector_dir: Path, dataset: Dataset, presence: Presence | None) -
         return {"AP50": easy.ap50, "AP50:95": easy.ap, "AP50_difficult_counted": counted.ap50,
                 "AP50:95_difficult_counted": counted.ap}
 
-    entry = {**scored(predictions), "images": len(dataset.samples)}
-    if presence is not None:
-        entry["presence_gated"] = scored(gate_by_presence(dataset, predictions, presence))
-    return entry
+    def entry(views: Detector) -> dict[str, Any]:
+        predictions, _ = detect_collection(views, dataset, meta.min_size, meta.max_size)
+        result = scored(predictions)
+        if presence is not None:
+            result["presence_gated"] = scored(gate_by_presence(dataset, predictions, presence))
+        return result
+
+    result = {**entry(detector), "images": len(dataset.samples)}
+    if test_flip:
+        result["test_flip"] = entry(MirroredViews(detector))
+    return result
 
 
 def weakly_supervised_detector(
@@ -314,6 +325,7 @@ def weakly_supervised_detector(
             else:
                 log(f"round {r}: the detector of round {r - 1} re-labels the {plan.split} images")
                 teacher, meta = load_detector(previous)
+                teacher = MirroredViews(teacher) if plan.test_flip else teacher
                 taught = with_pseudo_boxes(train, read_coco_detections(next((previous.parent / "boxes").glob(
                     "*_detections.json"))))
                 anchors_file = next(anchors_dir.glob("*_detections.json"), None) if anchors_dir.is_dir() else None
@@ -343,7 +355,7 @@ def weakly_supervised_detector(
                 if presence is None and (run.model_dir / "meta.json").is_file():
                     log(f"the classifier's presence probabilities on the {plan.evaluate_split} images")
                     presence = run_presence(run, held)
-                scores = _evaluate(detector_dir, held, presence)
+                scores = _evaluate(detector_dir, held, presence, plan.test_flip)
                 write_json_atomically(scores_path, scores)
                 return scores
 
