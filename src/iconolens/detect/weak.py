@@ -15,7 +15,8 @@ chain resumes where it stopped, and any stage can be re-run by deleting its fold
                                   (``uncertain/``: its detections left out, which detector r may ignore)
     RUN/weak/summary.json         per stage: wall time, box counts, the held-out training check, and, where the
                                   run has expert boxes, the scores of the pseudo boxes and of the detector (alone,
-                                  and with its scores gated by the classifier's presence probabilities)
+                                  and with its scores gated by the classifier's presence probabilities; each
+                                  also with the mirror images, the chain's default for re-labelling too)
 
 (``weak`` is the plan's ``folder``, so that chains with other choices can share one run's classifier and maps.)
 
