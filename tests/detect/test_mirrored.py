@@ -61,3 +61,24 @@ def test_mirrored_views_find_what_only_the_mirror_image_shows_where_it_is() -> N
     assert views[1].boxes.tolist() == [[3.0, 2.0, 9.0, 6.0]]
     assert [round(float(v.scores[0]), 6) for v in views] == [0.8, 0.5]
     assert MirroredViews(LeftHalfDetector()).classes == LeftHalfDetector.classes
+
+
+def test_both_ways_in_one_pass_equal_each_view_run_on_its_own(tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from iconolens.data.records import Sample
+    from iconolens.detect.evaluation import detect_samples
+    from iconolens.detect.mirrored import detect_both_ways
+
+    samples = []
+    for i, x in enumerate((4, 28)):  # a square on the left, then one on the right
+        pixels = np.zeros((20, 40, 3), dtype=np.uint8)
+        pixels[5:11, x:x + 6] = 200
+        Image.fromarray(pixels).save(tmp_path / f"{i}.png")
+        samples.append(Sample(str(i), tmp_path / f"{i}.png", (), (), 40, 20))
+    samples.append(Sample("missing", tmp_path / "missing.png", (), (), 40, 20))
+    alone, both = detect_both_ways(LeftHalfDetector(), samples, 20, 40, workers=0)
+    assert alone == detect_samples(LeftHalfDetector(), samples, 20, 40)
+    assert both == detect_samples(MirroredViews(LeftHalfDetector()), samples, 20, 40)
+    assert [len(b) for b in alone[:2]] == [1, 0] and [len(b) for b in both[:2]] == [1, 1] and both[2] is None

@@ -10,11 +10,18 @@ the cost of detection, so it is for evaluation and re-labelling, not for D-RISE'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
+
 import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
+from iconolens.data.records import Sample
+from iconolens.data.stream import prepared_ahead
 from iconolens.detect.detections import Detections, Detector
+from iconolens.detect.evaluation import ScoredBox, detector_input, scored_boxes
+from iconolens.progress import progress
 
 #: boxes of one class from the two views with at least this IoU are one detection (Faster R-CNN's own NMS IoU)
 SAME_DETECTION_IOU = 0.5
@@ -53,7 +60,33 @@ class MirroredViews:
         self.detector = detector
         self.classes = detector.classes
 
-    def __call__(self, images: Tensor) -> list[Detections]:
+    def views(self, images: Tensor) -> list[tuple[Detections, Detections]]:
+        """Per image, what the detector finds in it alone and the merged detections of both views."""
         found = self.detector(torch.cat([images, images.flip(-1)]))
         n, width = images.shape[0], images.shape[-1]
-        return [merged(found[i], mirrored(found[n + i], width)) for i in range(n)]
+        return [(found[i], merged(found[i], mirrored(found[n + i], width))) for i in range(n)]
+
+    def __call__(self, images: Tensor) -> list[Detections]:
+        return [both for _, both in self.views(images)]
+
+
+def detect_both_ways(
+    detector: Detector, samples: Sequence[Sample], min_size: int = 320, max_size: int = 512, workers: int = 1,
+) -> tuple[list[list[ScoredBox] | None], list[list[ScoredBox] | None]]:
+    """Per sample, ``detector``'s boxes of the image alone and of both views merged, from one pass over each view
+    (None for an image that cannot be read), as :func:`~iconolens.detect.evaluation.detect_samples` gives them."""
+    views = MirroredViews(detector)
+    inputs = prepared_ahead([s.path for s in samples], partial(detector_input, min_size=min_size, max_size=max_size),
+                            workers=workers)
+    alone: list[list[ScoredBox] | None] = []
+    both: list[list[ScoredBox] | None] = []
+    for prepared, _problem in progress(inputs, "detecting", total=len(samples)):
+        if prepared is None:
+            alone.append(None)
+            both.append(None)
+            continue
+        pixels, scale = prepared
+        ((direct, merged_views),) = views.views(pixels[None])
+        alone.append(scored_boxes(direct, detector.classes, scale))
+        both.append(scored_boxes(merged_views, detector.classes, scale))
+    return alone, both

@@ -38,10 +38,9 @@ from iconolens.atomic import write_json_atomically
 from iconolens.data.dataset_json import load_dataset_json
 from iconolens.data.records import Dataset
 from iconolens.detect.checkpoint import load_detector, save_detector
-from iconolens.detect.detections import Detector
-from iconolens.detect.evaluation import coco_average_precision, detect_collection
+from iconolens.detect.evaluation import coco_average_precision, detect_collection, gathered
 from iconolens.detect.faster_rcnn import DEFAULT_BACKBONE, check_backbone
-from iconolens.detect.mirrored import MirroredViews
+from iconolens.detect.mirrored import MirroredViews, detect_both_ways
 from iconolens.detect.presence import Presence, gate_by_presence, run_presence
 from iconolens.detect.self_training import RelabelRule, relabel
 from iconolens.detect.training import boxed_or_negative, read_coco_detections, train_detector, with_pseudo_boxes
@@ -261,17 +260,18 @@ def _evaluate(detector_dir: Path, dataset: Dataset, presence: Presence | None, t
         return {"AP50": easy.ap50, "AP50:95": easy.ap, "AP50_difficult_counted": counted.ap50,
                 "AP50:95_difficult_counted": counted.ap}
 
-    def entry(views: Detector) -> dict[str, Any]:
-        predictions, _ = detect_collection(views, dataset, meta.min_size, meta.max_size)
+    def entry(predictions: list) -> dict[str, Any]:
         result = scored(predictions)
         if presence is not None:
             result["presence_gated"] = scored(gate_by_presence(dataset, predictions, presence))
         return result
 
-    result = {**entry(detector), "images": len(dataset.samples)}
-    if test_flip:
-        result["test_flip"] = entry(MirroredViews(detector))
-    return result
+    if not test_flip:
+        predictions, _ = detect_collection(detector, dataset, meta.min_size, meta.max_size)
+        return {**entry(predictions), "images": len(dataset.samples)}
+    alone, both = detect_both_ways(detector, dataset.samples, meta.min_size, meta.max_size)
+    return {**entry(gathered(dataset, alone)[0]), "images": len(dataset.samples),
+            "test_flip": entry(gathered(dataset, both)[0])}
 
 
 def weakly_supervised_detector(
