@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from iconolens.detect.augmentation import PaintingAugmentation
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,13 @@ def test_train_then_eval_writes_a_detector_and_its_scores(run_cli, trained, tmp_
                               str(tmp_path / "m"), "--iterations", "1", "--batch-size", "3", "--min-size", "64",
                               "--max-size", "80", "--threads", "1")
     assert code == 0, err
-    assert json.loads((tmp_path / "m" / "detector.json").read_text())["classes"] == ["square"]
+    written = json.loads((tmp_path / "m" / "detector.json").read_text())
+    assert written["classes"] == ["square"] and written["metrics"]["augmentation"] is None
+    code, _, err = run_cli("detect", "train", "--coco", str(coco), "--out", str(tmp_path / "a"), "--iterations", "1",
+                           "--batch-size", "3", "--min-size", "64", "--max-size", "80", "--threads", "1", "--augment")
+    assert code == 0, err
+    augmented = json.loads((tmp_path / "a" / "detector.json").read_text())["metrics"]["augmentation"]
+    assert augmented == {**asdict(PaintingAugmentation()), "scales": list(PaintingAugmentation().scales)}
     code, out, err = run_cli("detect", "eval", "--model", str(tmp_path / "m"), "--coco",
                               str(coco), "--out", str(tmp_path / "scores.json"), "--threads", "1")
     assert code == 0, err

@@ -13,6 +13,7 @@ from iconolens.data.coco import read_coco
 from iconolens.data.dataset_json import save_dataset_json
 from iconolens.data.splits import split_dataset
 from iconolens.data.synth import write_synthetic_collection
+from iconolens.detect.augmentation import PaintingAugmentation
 from iconolens.detect.self_training import RelabelRule
 from iconolens.detect.weak import WeakDetectionPlan, weakly_supervised_detector
 from iconolens.errors import BadInputError
@@ -54,6 +55,9 @@ def test_chain_runs_every_stage_then_resumes_without_redoing_any(collection) -> 
     assert set(evaluation["presence_gated"]) == {"AP50", "AP50:95", "AP50_difficult_counted",
                                                  "AP50:95_difficult_counted"}  # the run's classifier gates them
     assert set(evaluation["test_flip"]) == {*evaluation["presence_gated"], "presence_gated"}  # and with mirror images
+    for r in (0, 1):  # every detector of the chain trains on paintings changed in colour and scale
+        written = json.loads((run / "weak" / f"round-{r}" / "detector" / "detector.json").read_text())
+        assert written["metrics"]["augmentation"]["scales"] == list(PaintingAugmentation().scales)
 
     again = weakly_supervised_detector(run, PLAN)
     assert [s["stage"] for s in again.stages] == names

@@ -52,6 +52,13 @@ def _dataset(coco: Optional[Path], collection: Optional[str], run: Optional[Path
     return dataset, given[0]
 
 
+AUGMENT_HELP = (
+    "Show each training painting with its brightness, contrast and saturation changed at random, sometimes in grey, "
+    "and at 0.8 to 1.2 times the working size, so that the detector leans less on the palettes and sizes of the "
+    "paintings it learns from."
+)
+
+
 def train(
     out: Path = typer.Option(..., "--out", help="Folder to write the detector to (weights.pt + detector.json)."),
     coco: Optional[Path] = typer.Option(None, "--coco", help=COCO_HELP),
@@ -80,6 +87,7 @@ def train(
     weights: Optional[Path] = typer.Option(
         None, "--weights", help="ImageNet state dict of the trunk's classifier (default: the file shipped in a package)."
     ),
+    augment: bool = typer.Option(False, "--augment/--no-augment", help=AUGMENT_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, image order and flips."),
     threads: int = typer.Option(2, "--threads", min=1, help="CPU threads for PyTorch."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
@@ -87,6 +95,7 @@ def train(
     """Train a Faster R-CNN (ImageNet-pretrained MobileNetV2 or EfficientNet-Lite0) on expert or pseudo boxes."""
     import torch
 
+    from iconolens.detect.augmentation import PaintingAugmentation
     from iconolens.detect.checkpoint import save_detector
     from iconolens.detect.training import read_coco_detections, train_detector, with_pseudo_boxes
 
@@ -100,7 +109,7 @@ def train(
         dataset, iterations=iterations, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
         min_size=min_size, max_size=max_size, backbone=backbone,
         backbone_weights=weights if weights is not None else True, frozen_blocks=frozen_blocks, level=level,
-        negative_share=negative_share, device=device,
+        negative_share=negative_share, device=device, augmentation=PaintingAugmentation() if augment else None,
     )
     save_detector(out, model, meta)
     console.print(f"detector for {', '.join(meta.classes)} trained on {meta.metrics['images']} images: {out}")
@@ -315,6 +324,7 @@ def weak(
         help="Re-labelling and evaluation run each detector on every painting and on its mirror image and merge "
         "the boxes (twice the detection time; evaluation then reports both).",
     ),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help=AUGMENT_HELP),
     backbone: str = typer.Option("mobilenet_v2_fpn", "--backbone", help="Detector backbone (see `iconolens detect train --help`)."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per detector training step."),
     learning_rate: float = typer.Option(0.01, "--lr", help="Detector SGD learning rate after warm-up."),
@@ -346,7 +356,7 @@ def weak(
         batch_size=batch_size, learning_rate=learning_rate, min_size=min_size, max_size=max_size,
         negative_share=negative_share, seed=seed, evaluate_split=evaluate_split, device=device, figure_cut=figure_cut,
         keep_face_figures=keep_face_figures, ignore_uncertain=ignore_uncertain, face_fallback=face_fallback,
-        test_flip=test_flip,
+        test_flip=test_flip, augment=augment,
     )
     result = weakly_supervised_detector(run, plan, log=lambda message: console.print(message))
     for stage in result.stages:

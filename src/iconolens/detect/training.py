@@ -18,6 +18,9 @@ A narrower remedy is ``uncertain`` boxes: regions that may or may not hold an ob
 detections that re-labelling did not keep). An anchor or proposal overlapping one of them as much as it would
 need to overlap a true box not to be background is drawn neither as background nor as an object.
 
+Paintings differ from one collection to the next in palette and in the size of their figures far more than
+photographs do; ``augmentation`` shows each training image changed in both (:mod:`iconolens.detect.augmentation`).
+
 A training run ends with a check that it learnt something: a slice of the images with boxes is held out of
 training, and the trained model is run on it. A detector that scores no box above its threshold there has
 collapsed to background; :class:`TrainingCheck` says so in one sentence with what to change. Everything random
@@ -30,7 +33,7 @@ import contextlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +45,7 @@ from torchvision.ops import box_iou
 
 from iconolens.data.images import load_image
 from iconolens.data.records import Box, Dataset, Sample
+from iconolens.detect.augmentation import PaintingAugmentation
 from iconolens.detect.checkpoint import DetectorMeta
 from iconolens.detect.faster_rcnn import DEFAULT_BACKBONE, build_faster_rcnn, check_backbone, freeze_backbone_blocks
 from iconolens.device import resolve_device
@@ -272,6 +276,7 @@ def train_detector(
     initial_state: dict[str, Tensor] | None = None,
     log: Callable[[int, float], None] | None = None,
     device: str = "cpu",
+    augmentation: PaintingAugmentation | None = None,
 ) -> tuple[FasterRCNN, DetectorMeta]:
     """Train a Faster R-CNN on the ``level`` boxes of ``dataset``; returns the model (eval mode) and its metadata.
 
@@ -288,7 +293,8 @@ def train_detector(
     self-training round) instead of the ImageNet trunk and fresh layers. ``log(iteration, loss)`` is called after
     every iteration. ``meta.metrics["check"]`` holds the :class:`TrainingCheck` and ``meta.metrics["warning"]``
     its sentence when the detector collapsed. ``device`` (``auto``, ``cpu``, ``cuda[:N]``, ``mps``) is where the
-    network trains; the returned model is on the CPU.
+    network trains; the returned model is on the CPU. ``augmentation``: each training image is changed at random
+    in colour and scale (:class:`~iconolens.detect.augmentation.PaintingAugmentation`); None: flipped only.
     """
     classes = tuple(classes) if classes is not None else detection_classes(dataset, level)
     if not classes:
@@ -341,6 +347,8 @@ def train_detector(
         return ramp * (0.1 if step >= math.ceil(0.75 * iterations) else 1.0)
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
+    if augmentation is not None:
+        model.transform.min_size, model.transform.max_size = augmentation.sizes(min_size, max_size)
     skipped_steps = 0
     model.train()
     batches = BalancedBatches([len(t.boxes) > 0 for t in images], batch_size, negative_share, rng)
@@ -357,6 +365,8 @@ def train_detector(
                     width = pixels.shape[-1]
                     boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
                     regions[:, [0, 2]] = width - regions[:, [2, 0]]
+                if augmentation is not None:
+                    pixels = augmentation.colours(pixels, rng)
                 inputs.append(pixels.to(where))
                 targets.append({"boxes": boxes.to(where), "labels": item.labels.to(where),
                                 "uncertain": regions.to(where)})
@@ -374,6 +384,7 @@ def train_detector(
             if log is not None:
                 log(step, float(loss.detach()))
     model.rpn.fg_bg_sampler, model.roi_heads.fg_bg_sampler = samplers
+    model.transform.min_size, model.transform.max_size = (min_size,), max_size
     model.eval()
     model.to("cpu")
     check = check_detector(model, held or [t for t in images if len(t.boxes)][:20], model.roi_heads.score_thresh,
@@ -382,7 +393,9 @@ def train_detector(
                "unreadable": skipped, "negative_share": negative_share, "max_grad_norm": max_grad_norm,
                "complete_boxes": complete_boxes,
                "uncertain_boxes": sum(len(t.uncertain) for t in images) + sum(len(t.uncertain) for t in held),
-               "skipped_steps": skipped_steps, "check": check.to_json()}
+               "skipped_steps": skipped_steps, "check": check.to_json(),
+               "augmentation": ({**asdict(augmentation), "scales": list(augmentation.scales)} if augmentation is not None
+                                else None)}
     if skipped_steps > 0.05 * iterations:
         metrics["warning"] = (f"training diverged: the loss was not finite in {skipped_steps} of {iterations} steps; "
                               "train with a lower --lr or keep gradient clipping on")

@@ -37,6 +37,7 @@ import torch
 from iconolens.atomic import write_json_atomically
 from iconolens.data.dataset_json import load_dataset_json
 from iconolens.data.records import Dataset
+from iconolens.detect.augmentation import PaintingAugmentation
 from iconolens.detect.checkpoint import load_detector, save_detector
 from iconolens.detect.evaluation import coco_average_precision, detect_collection, gathered
 from iconolens.detect.faster_rcnn import DEFAULT_BACKBONE, check_backbone
@@ -95,6 +96,8 @@ class WeakDetectionPlan:
     ignore_uncertain: bool = False
     # re-labelling and evaluation also run each detector on the mirror images and merge the boxes (detect.mirrored)
     test_flip: bool = True
+    # every detector trains on paintings changed at random in colour and scale (detect.augmentation)
+    augment: bool = True
     seed: int = 0
     evaluate_split: str | None = None
     folder: str = "weak"
@@ -240,7 +243,7 @@ def _train(train: Dataset, boxes_file: Path, folder: Path, plan: WeakDetectionPl
         data, classes=classes, iterations=iterations, batch_size=plan.batch_size, learning_rate=plan.learning_rate,
         seed=plan.seed, min_size=plan.min_size, max_size=plan.max_size, backbone=plan.backbone,
         negative_share=plan.negative_share, complete_boxes=plan.complete_boxes, uncertain=uncertain,
-        initial_state=initial, device=plan.device,
+        initial_state=initial, device=plan.device, augmentation=PaintingAugmentation() if plan.augment else None,
     )
     save_detector(folder, model, meta)
     return {"check": meta.metrics["check"], "warning": meta.metrics.get("warning"),
