@@ -18,8 +18,8 @@ A narrower remedy is ``uncertain`` boxes: regions that may or may not hold an ob
 detections that re-labelling did not keep). An anchor or proposal overlapping one of them as much as it would
 need to overlap a true box not to be background is drawn neither as background nor as an object.
 
-Paintings differ from one collection to the next in palette and in the size of their figures far more than
-photographs do; ``augmentation`` shows each training image changed in both (:mod:`iconolens.detect.augmentation`).
+Paintings differ from one collection to the next in palette and in the size of their figures; ``augmentation``
+shows each training image changed in both (:mod:`iconolens.detect.augmentation`).
 
 A training run ends with a check that it learnt something: a slice of the images with boxes is held out of
 training, and the trained model is run on it. A detector that scores no box above its threshold there has
