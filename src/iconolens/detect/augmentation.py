@@ -9,7 +9,7 @@ scaled with it, by the model's own transform).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ class PaintingAugmentation:
             raise BadInputError(f"the share of grey images must be in [0, 1], got {self.grey}")
         if not self.scales or min(self.scales) <= 0:
             raise BadInputError("training scales must be one or more positive factors")
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "scales": list(self.scales)}
 
     def colours(self, pixels: Tensor, rng: np.random.Generator) -> Tensor:
         """``pixels`` (3 x H x W in [0, 1]) with brightness, contrast and saturation changed in a random order,

@@ -33,7 +33,7 @@ import contextlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -394,8 +394,7 @@ def train_detector(
                "complete_boxes": complete_boxes,
                "uncertain_boxes": sum(len(t.uncertain) for t in images) + sum(len(t.uncertain) for t in held),
                "skipped_steps": skipped_steps, "check": check.to_json(),
-               "augmentation": ({**asdict(augmentation), "scales": list(augmentation.scales)} if augmentation is not None
-                                else None)}
+               "augmentation": augmentation.to_json() if augmentation is not None else None}
     if skipped_steps > 0.05 * iterations:
         metrics["warning"] = (f"training diverged: the loss was not finite in {skipped_steps} of {iterations} steps; "
                               "train with a lower --lr or keep gradient clipping on")
